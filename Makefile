@@ -1,0 +1,117 @@
+# Two commands on a fresh machine: `make train-and-convert` (creates both environments, builds the data, trains,
+# converts, leaves the deployable bundle in $(OUT)/edge) and `make test`. `make help` lists every target and option.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# ---- options (override on the command line: make train-and-convert KEYWORD="hey nova" EPOCHS=20) ----
+KEYWORD ?= sheila
+DATA ?= synthetic
+DATA_DIR ?=
+SIZE ?= 1
+MODEL ?= dscnn
+TEACHER ?= crnn
+EPOCHS ?= 12
+SEED ?= 0
+OUT ?= artifacts
+CACHE ?= data
+
+# Training needs Python 3.11 (onnx2tf 1.29.24 is the newest release for it; see requirements-train.txt).
+PYTHON_TRAIN ?= python3.11
+PYTHON_EDGE ?= python3
+TRAIN_VENV := .venv-train
+EDGE_VENV := .venv-edge
+TPY := $(TRAIN_VENV)/bin/python
+EPY := $(EDGE_VENV)/bin/python
+# onnx2tf calls onnxsim from PATH; keep the training venv first so it is found.
+TRAIN_ENV := PATH="$(CURDIR)/$(TRAIN_VENV)/bin:$$PATH" PYTHONUNBUFFERED=1
+
+DATA_ARGS := --source $(DATA) --keyword "$(KEYWORD)" --size $(SIZE) --seed $(SEED) --cache-root $(CACHE) \
+	$(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
+
+.PHONY: help venvs system-deps train-and-convert data train convert summary test lint clean clean-venvs
+
+help:
+	@echo "make train-and-convert   build data, train teacher ($(TEACHER)) and student ($(MODEL)), convert to int8 TFLite"
+	@echo "                         -> $(OUT)/edge/{manifest.json,model_int8.tflite}"
+	@echo "make test                lint + the test suite (creates the environments if needed)"
+	@echo "make venvs               create $(TRAIN_VENV) (training, conversion) and $(EDGE_VENV) (edge runtime only)"
+	@echo "make data | train | convert | summary    the stages of train-and-convert, one at a time"
+	@echo "make clean               remove $(OUT)/ (keeps the data cache $(CACHE)/ and the environments)"
+	@echo ""
+	@echo "Options (current value):"
+	@echo "  KEYWORD=$(KEYWORD)   word or phrase to detect"
+	@echo "  DATA=$(DATA)   synthetic | speech-commands | folder (the last two need DATA_DIR)"
+	@echo "  DATA_DIR=$(DATA_DIR)   Speech Commands root, or a folder with positive/ and negative/ WAVs"
+	@echo "  SIZE=$(SIZE)   synthetic data scale (1 = default size)"
+	@echo "  MODEL=$(MODEL)   deployed architecture (dscnn | crnn);  TEACHER=$(TEACHER) (empty to skip)"
+	@echo "  EPOCHS=$(EPOCHS)   SEED=$(SEED)   OUT=$(OUT)   CACHE=$(CACHE)"
+
+# ---- environments ----
+venvs: $(TRAIN_VENV)/.installed $(EDGE_VENV)/.installed
+
+$(TRAIN_VENV)/.installed: requirements-train.txt
+	@$(PYTHON_TRAIN) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || { \
+		echo "error: the training environment needs Python 3.11 as '$(PYTHON_TRAIN)' (onnx2tf 1.29.24 pins);" \
+		     "install it or pass PYTHON_TRAIN=/path/to/python3.11" >&2; exit 1; }
+	rm -rf $(TRAIN_VENV)
+	$(PYTHON_TRAIN) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install --quiet --upgrade pip
+	$(TRAIN_VENV)/bin/pip install --quiet -r requirements-train.txt
+	touch $@
+
+$(EDGE_VENV)/.installed: requirements-edge.txt | system-deps
+	rm -rf $(EDGE_VENV)
+	$(PYTHON_EDGE) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/pip install --quiet --upgrade pip
+	$(EDGE_VENV)/bin/pip install --quiet -r requirements-edge.txt
+	touch $@
+
+# pyaudio builds from source on Linux and needs the PortAudio headers.
+system-deps:
+	@if [ ! -f /usr/include/portaudio.h ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing portaudio19-dev (PortAudio headers for pyaudio)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq portaudio19-dev >/dev/null; \
+		elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+			sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq portaudio19-dev >/dev/null; \
+		else \
+			echo "error: pyaudio needs the PortAudio headers; run: sudo apt-get install -y portaudio19-dev" >&2; exit 1; \
+		fi; \
+	fi
+
+# ---- pipeline ----
+train-and-convert: venvs
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory data train convert && \
+	$(MAKE) --no-print-directory summary ELAPSED=$$(( $$(date +%s) - start ))
+
+data: $(TRAIN_VENV)/.installed
+	@mkdir -p $(OUT)
+	$(TRAIN_ENV) $(TPY) -m train.build_data $(DATA_ARGS) | tee $(OUT)/.build_data.log
+	@tail -n 1 $(OUT)/.build_data.log > $(OUT)/data_path.txt
+
+train: $(TRAIN_VENV)/.installed
+	@test -s $(OUT)/data_path.txt || { echo "error: no data set yet; run 'make data' first" >&2; exit 1; }
+	$(if $(TEACHER),$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) \
+		--epochs $(EPOCHS) --seed $(SEED) --out $(OUT)/train/$(TEACHER))
+	$(if $(filter $(TEACHER),$(MODEL)),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \
+		--model $(MODEL) --epochs $(EPOCHS) --seed $(SEED) --out $(OUT)/train/$(MODEL))
+
+convert: $(TRAIN_VENV)/.installed
+	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(OUT)/train/$(MODEL)/best.pt --out $(OUT)/edge
+
+summary: $(TRAIN_VENV)/.installed
+	@$(TRAIN_ENV) $(TPY) -m train.summary --artifacts $(OUT) --edge-python $(EPY) $(if $(ELAPSED),--elapsed $(ELAPSED))
+
+# ---- quality ----
+lint: $(TRAIN_VENV)/.installed
+	$(TRAIN_VENV)/bin/ruff check .
+
+test: venvs lint
+	$(TRAIN_ENV) $(TPY) -m pytest -q tests
+
+clean:
+	rm -rf $(OUT)
+
+clean-venvs:
+	rm -rf $(TRAIN_VENV) $(EDGE_VENV)

@@ -1,0 +1,140 @@
+"""The feature contract: one log-mel front-end, named once, shared by training, conversion and the device.
+
+Every model carries a `FeatureSpec` in its manifest. Training computes the same features with the torch mirror
+in `train/features_torch.py` (checked against this module by `tests/test_features.py`); the edge runtime builds
+`LogMelFrontEnd` from the manifest it loads, so a model and its front-end can never silently disagree.
+
+Framing is "valid" (no centre padding): frame i covers samples [i*hop, i*hop + window). That makes the front-end
+streamable sample by sample and makes a 1 s clip exactly `frames_per_clip` frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+FRONT_END_NAME = "log-mel-v1"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Base quantities of the front-end; everything else is derived from these."""
+
+    sample_rate: int = 16000
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    n_mels: int = 40
+    f_min_hz: float = 20.0
+    f_max_hz: float = 7600.0
+    log_floor: float = 1e-6
+    clip_seconds: float = 1.0
+    front_end: str = FRONT_END_NAME
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.front_end != FRONT_END_NAME:
+            problems.append(f"front_end '{self.front_end}' is unknown (this runtime implements '{FRONT_END_NAME}')")
+        if not 8000 <= self.sample_rate <= 48000:
+            problems.append(f"sample_rate {self.sample_rate} is outside 8000..48000 Hz")
+        if self.window_samples > self.n_fft:
+            problems.append(f"window of {self.window_samples} samples is longer than n_fft {self.n_fft}")
+        if self.hop_samples < 1 or self.hop_samples > self.window_samples:
+            problems.append(f"hop of {self.hop_samples} samples must be in 1..window ({self.window_samples})")
+        if not 0 <= self.f_min_hz < self.f_max_hz <= self.sample_rate / 2:
+            problems.append(f"mel band {self.f_min_hz}..{self.f_max_hz} Hz must lie within 0..{self.sample_rate / 2}")
+        if self.n_mels < 1 or self.log_floor <= 0 or self.clip_seconds * 1000 < self.window_ms:
+            problems.append("n_mels must be >= 1, log_floor > 0 and the clip at least one window long")
+        if problems:
+            raise ValueError("invalid feature spec: " + "; ".join(problems))
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.sample_rate * self.window_ms / 1000)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def clip_samples(self) -> int:
+        return round(self.sample_rate * self.clip_seconds)
+
+    @property
+    def frames_per_clip(self) -> int:
+        return self.num_frames(self.clip_samples)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames that fit in `num_samples` with valid framing (0 if shorter than one window)."""
+        if num_samples < self.window_samples:
+            return 0
+        return 1 + (num_samples - self.window_samples) // self.hop_samples
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FeatureSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"feature spec has unknown keys {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(spec: FeatureSpec) -> np.ndarray:
+    """Triangular HTK-mel filters, shape [n_fft // 2 + 1, n_mels], float32 (no area normalisation)."""
+    n_bins = spec.n_fft // 2 + 1
+    bin_hz = np.linspace(0.0, spec.sample_rate / 2, n_bins)
+    edges_hz = mel_to_hz(np.linspace(hz_to_mel(spec.f_min_hz), hz_to_mel(spec.f_max_hz), spec.n_mels + 2))
+    lower, centre, upper = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
+    rising = (bin_hz[:, None] - lower) / (centre - lower)
+    falling = (upper - bin_hz[:, None]) / (upper - centre)
+    return np.clip(np.minimum(rising, falling), 0.0, None).astype(np.float32)
+
+
+def analysis_window(spec: FeatureSpec) -> np.ndarray:
+    """Periodic Hann window of `window_samples`, float32."""
+    n = spec.window_samples
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+class LogMelFrontEnd:
+    """numpy log-mel features for whole signals: [num_samples] float32 in -1..1 -> [num_frames, n_mels]."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+
+    @cached_property
+    def _window(self) -> np.ndarray:
+        return analysis_window(self.spec)
+
+    @cached_property
+    def _filterbank(self) -> np.ndarray:
+        return mel_filterbank(self.spec)
+
+    def frames(self, audio: np.ndarray) -> np.ndarray:
+        """Log-mel frames of a mono signal at the spec's sample rate."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"expected mono audio of shape [samples], got shape {audio.shape}")
+        spec = self.spec
+        count = spec.num_frames(audio.shape[0])
+        if count == 0:
+            return np.zeros((0, spec.n_mels), dtype=np.float32)
+        framed = np.lib.stride_tricks.sliding_window_view(audio, spec.window_samples)[:: spec.hop_samples][:count]
+        power = np.abs(np.fft.rfft(framed * self._window, n=spec.n_fft, axis=-1)) ** 2
+        mel = power.astype(np.float32) @ self._filterbank
+        return np.log(np.maximum(mel, spec.log_floor)).astype(np.float32)

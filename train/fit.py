@@ -1,0 +1,239 @@
+"""Train one model on a built clip set: `python -m train.fit --data DIR --model dscnn --out DIR`.
+
+CUDA with mixed precision when present, CPU otherwise. Augmentation runs in numpy on the CPU (time shift, noise
+at random SNR, gain); log-mel runs in torch on the training device. Each epoch is validated; the best checkpoint
+(by validation ROC AUC, then loss) is kept, the decision threshold is chosen on validation, and the test split is
+scored once at the end into `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge_runtime.features import FeatureSpec
+from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from train.data.augment import Augmenter
+from train.data.clipset import ClipSet
+from train.features_torch import TorchLogMel
+from train.metrics import balanced_threshold, detection_metrics
+from train.models import ARCHITECTURES, build_model, count_parameters
+
+
+@dataclass
+class FitConfig:
+    data: Path
+    out: Path
+    model: str = "dscnn"
+    epochs: int = 12
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-3
+    positive_fraction: float = 0.35
+    seed: int = 0
+    device: str = "auto"
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available; use cpu or auto")
+    return torch.device(requested)
+
+
+def epoch_indices(clips: ClipSet, positive_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """All training negatives once, plus keyword utterances resampled to make up `positive_fraction` of the epoch."""
+    positives, negatives = clips.indices("train", label=1), clips.indices("train", label=0)
+    if len(positives) == 0 or len(negatives) == 0:
+        raise ValueError("the training split needs both keyword and non-keyword clips")
+    wanted = int(round(len(negatives) * positive_fraction / (1.0 - positive_fraction)))
+    drawn = rng.choice(positives, size=max(wanted, len(positives)), replace=wanted > len(positives))
+    return rng.permutation(np.concatenate([negatives, drawn]))
+
+
+def centered_windows(clips: ClipSet, augmenter: Augmenter, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed evaluation windows (utterance centred, no noise) and their labels for a split."""
+    indices = clips.indices(split)
+    windows = np.stack([augmenter.centered_window(clips.utterance(i)) for i in indices]) if len(indices) else None
+    return windows, clips.labels[indices].astype(np.int64)
+
+
+@torch.no_grad()
+def keyword_scores(model, front_end, windows: np.ndarray, keyword_index: int, device, batch_size: int = 512):
+    """Keyword probability for each window, batched."""
+    model.eval()
+    scores = []
+    for start in range(0, len(windows), batch_size):
+        audio = torch.from_numpy(windows[start : start + batch_size]).to(device)
+        logits = model(front_end(audio)).float()
+        scores.append(torch.softmax(logits, dim=1)[:, keyword_index].cpu().numpy())
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def train_one_epoch(model, front_end, optimizer, scheduler, scaler, batches, device, use_amp, progress):
+    model.train()
+    total_loss, seen = 0.0, 0
+    for audio, labels in batches:
+        audio, labels = torch.from_numpy(audio).to(device), torch.from_numpy(labels).to(device)
+        with torch.no_grad():
+            features = front_end(audio)  # float32 FFT outside autocast
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            loss = torch.nn.functional.cross_entropy(model(features), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total_loss += loss.item() * len(labels)
+        seen += len(labels)
+        progress.set_postfix(loss=f"{total_loss / seen:.4f}")
+        progress.update(len(labels))
+    return total_loss / max(seen, 1)
+
+
+def augmented_batches(clips: ClipSet, augmenter: Augmenter, order: np.ndarray, batch_size: int):
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        audio = np.stack([augmenter.window(clips.utterance(i)) for i in chosen])
+        yield audio, clips.labels[chosen].astype(np.int64)
+
+
+def fit(config: FitConfig) -> dict:
+    """Train, keep the best checkpoint, score the test split; returns the metrics written to metrics.json."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = pick_device(config.device)
+    use_amp = device.type == "cuda"
+    clips = ClipSet.load(config.data)
+    spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
+    labels = list(clips.meta["labels"])
+    keyword = clips.meta["keyword"]
+    keyword_index = labels.index(keyword)
+
+    augmenter = Augmenter(spec, clips.noise_bank(), rng)
+    front_end = TorchLogMel(spec).to(device)
+    model = build_model(config.model, n_mels=spec.n_mels, num_classes=len(labels)).to(device)
+    model_config: dict = {}  # architecture defaults; compression stages will store their overrides here
+    val_windows, val_labels = centered_windows(clips, augmenter, "val")
+    if val_windows is None:
+        raise ValueError("the validation split is empty; the data set needs train, val and test clips")
+
+    epoch_size = len(epoch_indices(clips, config.positive_fraction, np.random.default_rng(0)))
+    steps_per_epoch = -(-epoch_size // config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    info = CheckpointInfo(
+        architecture=config.model,
+        model_config=model_config,
+        feature_spec=spec,
+        labels=labels,
+        keyword=keyword,
+        data={"clipset": str(Path(config.data).resolve()), "cache_key": clips.meta.get("cache_key", "")},
+    )
+    print(
+        f"training {config.model} ({count_parameters(model):,} parameters) on {device.type} for {config.epochs} "
+        f"epochs, {steps_per_epoch} steps each",
+        file=sys.stderr,
+    )
+    config.out.mkdir(parents=True, exist_ok=True)
+    best_path, history, best_key = config.out / "best.pt", [], None
+    started = time.monotonic()
+    for epoch in range(1, config.epochs + 1):
+        order = epoch_indices(clips, config.positive_fraction, rng)
+        with tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="clip", file=sys.stderr) as bar:
+            loss = train_one_epoch(
+                model, front_end, optimizer, scheduler, scaler,
+                augmented_batches(clips, augmenter, order, config.batch_size), device, use_amp, bar,
+            )
+        val_scores = keyword_scores(model, front_end, val_windows, keyword_index, device)
+        val = detection_metrics(val_scores, val_labels == keyword_index, balanced_threshold(val_scores, val_labels))
+        history.append({"epoch": epoch, "train_loss": loss, **{f"val_{k}": v for k, v in val.items()}})
+        print(
+            f"epoch {epoch}: loss {loss:.4f}  val AUC {val['roc_auc']:.4f}  val accuracy {val['accuracy']:.4f}",
+            file=sys.stderr,
+        )
+        key = (val["roc_auc"], val["accuracy"], -loss)
+        if best_key is None or key > best_key:
+            best_key, info.epoch = key, epoch
+            save_checkpoint(best_path, model, info)
+
+    model, info = load_checkpoint(best_path, device=str(device))
+    val_scores = keyword_scores(model, front_end, val_windows, keyword_index, device)
+    info.threshold = balanced_threshold(val_scores, val_labels == keyword_index)
+    test_windows, test_labels = centered_windows(clips, augmenter, "test")
+    if test_windows is None:
+        raise ValueError("the test split is empty; the data set needs train, val and test clips")
+    test_scores = keyword_scores(model, front_end, test_windows, keyword_index, device)
+    metrics = {
+        "architecture": config.model,
+        "parameters": count_parameters(model),
+        "device": device.type,
+        "best_epoch": info.epoch,
+        "train_seconds": round(time.monotonic() - started, 1),
+        "val": detection_metrics(val_scores, val_labels == keyword_index, info.threshold),
+        "test": detection_metrics(test_scores, test_labels == keyword_index, info.threshold),
+        "history": history,
+    }
+    info.metrics = {"val": metrics["val"], "test": metrics["test"]}
+    save_checkpoint(best_path, model, info)
+    (config.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def parse_args(argv: list[str] | None = None) -> FitConfig:
+    defaults = FitConfig(data=Path(), out=Path())
+    parser = argparse.ArgumentParser(
+        prog="python -m train.fit",
+        description="Train a keyword-spotting model on a clip set built by `python -m train.build_data`.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, required=True, help="clip set folder (printed by train.build_data)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for best.pt and metrics.json")
+    parser.add_argument("--model", choices=sorted(ARCHITECTURES), default=defaults.model, help="architecture")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training split")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="clips per optimiser step")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="peak one-cycle LR")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="AdamW weight decay")
+    parser.add_argument(
+        "--positive-fraction", type=float, default=defaults.positive_fraction,
+        help="share of keyword clips in each epoch (keyword clips are resampled to reach it)",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for weights, order and augmentation")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="auto picks CUDA when present"
+    )
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or not 0.0 < args.positive_fraction < 1.0:
+        parser.error("--epochs and --batch-size must be >= 1 and --positive-fraction in (0, 1)")
+    return FitConfig(**{k.replace("-", "_"): v for k, v in vars(args).items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    try:
+        metrics = fit(config)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    test = metrics["test"]
+    print(
+        f"{config.model}: test accuracy {test['accuracy']:.4f}, FRR {test['frr']:.4f}, FAR {test['far']:.4f}, "
+        f"ROC AUC {test['roc_auc']:.4f} at threshold {test['threshold']:.3f} -> {config.out / 'best.pt'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
