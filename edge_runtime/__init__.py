@@ -1,0 +1,14 @@
+"""Edge runtime: keyword spotting on a Raspberry-Pi-class device with numpy, a TFLite interpreter, soundfile and soxr.
+
+Never imports torch or TensorFlow, and uses only relative imports inside the package, so a copy of this folder runs
+on its own (`python -m edge_runtime --help`). Modules:
+
+- `features`: the feature contract (`FeatureSpec`, `LogMelFrontEnd`), shared with training and conversion.
+- `audio_io`: WAV files in, mono float32 at the spec's sample rate out.
+- `interpreter`: a TFLite model that takes float features and returns float probabilities (int8 or float32 inside).
+- `manifest`: reads and checks a model bundle (`manifest.json` + model file) against the interpreter.
+- `detector`: sliding-window keyword probabilities over a recording, and detections with a refractory period.
+- `cli`: `python -m edge_runtime score|detect`.
+
+This file imports nothing on purpose: `train/` imports `edge_runtime.features` and must not pull in an interpreter.
+"""

@@ -1,0 +1,123 @@
+"""`python -m edge_runtime score|detect`: keyword scores and detections for WAV files, as JSON lines on stdout.
+
+A bad bundle stops everything: `error: ...` on stderr, exit 2. A bad audio file is reported the same way, the
+other files are still processed, and the exit status is 2 at the end. No tracebacks for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .audio_io import ACCEPTED_AUDIO, read_audio
+from .detector import KeywordScorer, find_detections
+from .errors import KwsError
+from .interpreter import DEFAULT_THREADS
+from .manifest import MANIFEST_NAME, load_bundle
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+SCORE_DECIMALS = 6
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge_runtime",
+        description="Keyword spotting on WAV files with a converted model bundle (numpy + TFLite interpreter).",
+        epilog=f"Audio files: {ACCEPTED_AUDIO}; channels are averaged, audio is resampled to the model's rate (soxr).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{score,detect}")
+    score = commands.add_parser(
+        "score",
+        help="print the highest keyword probability of each file",
+        description='One JSON line per file: {"file": <path as given>, "score": <max keyword probability, 0..1>}.',
+    )
+    detect = commands.add_parser(
+        "detect",
+        help="print each keyword detection",
+        description='One JSON line per detection: {"file": ..., "time_s": <end of the peak window, seconds from '
+        'the start>, "score": <peak keyword probability>}. A detection fires when a window reaches the threshold '
+        "and reports the peak window within the refractory period that follows.",
+    )
+    for command in (score, detect):
+        command.add_argument(
+            "--model",
+            required=True,
+            metavar="BUNDLE",
+            help=f"model bundle: a folder holding {MANIFEST_NAME} and the model it names, or the manifest itself",
+        )
+        command.add_argument("files", nargs="+", metavar="FILE.wav", help="WAV files to process")
+        command.add_argument(
+            "--threads",
+            type=positive_int,
+            default=DEFAULT_THREADS,
+            help=f"interpreter threads (default: {DEFAULT_THREADS})",
+        )
+    detect.add_argument(
+        "--threshold",
+        type=probability,
+        default=None,
+        help="keyword probability that fires a detection, 0..1 (default: the manifest's detection.threshold)",
+    )
+    detect.add_argument(
+        "--refractory",
+        type=non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds after a detection in which no new one fires (default: the manifest's refractory_seconds)",
+    )
+    return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in 0..1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        bundle = load_bundle(args.model, num_threads=args.threads)
+    except KwsError as error:
+        return report(error)
+    scorer = KeywordScorer(bundle)
+    status = EXIT_OK
+    for file in args.files:
+        try:
+            windows = scorer.window_scores(read_audio(file, bundle.feature_spec.sample_rate))
+        except KwsError as error:
+            status = report(error)
+            continue
+        if args.command == "score":
+            emit({"file": file, "score": round(windows.peak, SCORE_DECIMALS)})
+            continue
+        threshold = bundle.detection.threshold if args.threshold is None else args.threshold
+        refractory = bundle.detection.refractory_seconds if args.refractory is None else args.refractory
+        for detection in find_detections(windows, threshold, refractory):
+            emit({"file": file, "time_s": round(detection.time_s, 3), "score": round(detection.score, SCORE_DECIMALS)})
+    return status
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def report(error: KwsError) -> int:
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    return EXIT_BAD_INPUT

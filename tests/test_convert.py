@@ -1,0 +1,294 @@
+"""Conversion end to end on a tiny real setup: a tiny clip set, tiny dscnn and crnn checkpoints trained a few steps,
+real ONNX export, real onnx2tf float32 + int8, the manifest read back by the edge runtime.
+
+Each model is converted once per module (onnx2tf takes ~10-20 s here). The edge runtime tests share one more
+tiny bundle through `shared_dscnn_bundle()`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from convert.errors import ConversionError
+from convert.pipeline import ConversionOptions, _check_within, check_agreement, run_conversion
+from convert.to_tflite import conv_unsqueeze_fixes, convert_to_tflite
+from edge_runtime.features import FeatureSpec, LogMelFrontEnd
+from edge_runtime.interpreter import TfliteModel
+from edge_runtime.manifest import MANIFEST_FORMAT, load_bundle, sha256_of
+from train.checkpoint import CheckpointInfo, save_checkpoint
+from train.data.clipset import ClipSetWriter
+from train.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = FeatureSpec()
+KEYWORD = "sheila"
+LABELS = ["_other_", KEYWORD]
+TINY_CONFIGS = {
+    "dscnn": {"channels": 16, "dilations": [1, 2]},
+    "crnn": {"conv_channels": 4, "hidden_size": 16, "gru_layers": 1},
+}
+UTTERANCES_PER_CLASS = {"train": 24, "val": 6, "test": 10}
+
+
+def keyword_sound(rng: np.random.Generator, seconds: float = 0.5) -> np.ndarray:
+    """A rising chirp (600 -> 1800 Hz): the tiny set's stand-in for the keyword."""
+    t = np.arange(int(SPEC.sample_rate * seconds)) / SPEC.sample_rate
+    frequency = 600 + 1200 * t / seconds
+    phase = 2 * np.pi * np.cumsum(frequency) / SPEC.sample_rate
+    return (rng.uniform(0.2, 0.5) * np.sin(phase + rng.uniform(0, 6))).astype(np.float32)
+
+
+def other_sound(rng: np.random.Generator, seconds: float = 0.5) -> np.ndarray:
+    """Low-pass-ish noise bursts: anything that is not the keyword."""
+    noise = rng.standard_normal(int(SPEC.sample_rate * seconds))
+    return (rng.uniform(0.05, 0.2) * np.convolve(noise, np.ones(8) / 8, mode="same")).astype(np.float32)
+
+
+def make_tiny_clipset(folder: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    writer = ClipSetWriter(SPEC)
+    for split, count in UTTERANCES_PER_CLASS.items():
+        for index in range(count):
+            writer.add(keyword_sound(rng), label=1, split=split, group=f"chirp:{index % 3}", text=KEYWORD, trim=False)
+            writer.add(other_sound(rng), label=0, split=split, group=f"noise:{index % 3}", text="", trim=False)
+    meta = {"keyword": KEYWORD, "labels": LABELS, "feature_spec": SPEC.to_dict(), "cache_key": f"tiny-{seed}"}
+    return writer.write(folder, meta)
+
+
+def make_tiny_checkpoint(path: Path, architecture: str, clipset: Path, steps: int = 40) -> Path:
+    """A tiny model trained a few full-batch steps on centred training windows, so its scores mean something."""
+    from convert.windows import WindowMaker
+    from train.data.clipset import ClipSet
+
+    torch.manual_seed(0)
+    model = build_model(architecture, SPEC.n_mels, len(LABELS), **TINY_CONFIGS[architecture])
+    train = WindowMaker(ClipSet.load(clipset), SPEC).split("train")
+    features, labels = torch.from_numpy(train.features), torch.from_numpy(train.labels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(features), labels).backward()
+        optimizer.step()
+    info = CheckpointInfo(
+        architecture=architecture,
+        model_config=TINY_CONFIGS[architecture],
+        feature_spec=SPEC,
+        labels=LABELS,
+        keyword=KEYWORD,
+        threshold=0.5,
+        data={"clipset": str(clipset)},
+    )
+    save_checkpoint(path, model.eval(), info)
+    return path
+
+
+def convert_tiny(root: Path, architecture: str) -> tuple[Path, Path, dict]:
+    """Clip set + checkpoint + conversion under `root`; returns (checkpoint, bundle folder, manifest)."""
+    clipset = root / "clips" if (root / "clips").is_dir() else make_tiny_clipset(root / "clips")
+    checkpoint = make_tiny_checkpoint(root / f"{architecture}.pt", architecture, clipset)
+    out = root / f"edge-{architecture}"
+    manifest = run_conversion(ConversionOptions(checkpoint=checkpoint, out=out, calibration_windows=40), say=print)
+    return checkpoint, out, manifest
+
+
+@functools.cache
+def shared_dscnn_bundle() -> Path:
+    """One converted tiny dscnn bundle per test session for the edge runtime tests (removed at exit)."""
+    root = Path(tempfile.mkdtemp(prefix="kws-tiny-bundle-"))
+    atexit.register(shutil.rmtree, root, True)
+    return convert_tiny(root, "dscnn")[1]
+
+
+@pytest.fixture(scope="module")
+def dscnn_bundle(tmp_path_factory):
+    return convert_tiny(tmp_path_factory.mktemp("convert"), "dscnn")
+
+
+def test_bundle_holds_only_deployed_files(dscnn_bundle):
+    _, out, _ = dscnn_bundle
+    assert sorted(p.name for p in out.iterdir()) == [
+        "conversion_log.txt",
+        "manifest.json",
+        "model.onnx",
+        "model_float32.tflite",
+        "model_int8.tflite",
+    ]
+    log = (out / "conversion_log.txt").read_text()
+    assert "onnx2tf exit status 0" in log and "-kat features" in log and "\x1b[" not in log
+
+
+def test_onnx_has_the_contract_names_shapes_and_opset(dscnn_bundle):
+    _, out, manifest = dscnn_bundle
+    model = onnx.load(str(out / "model.onnx"))
+    assert [i.name for i in model.graph.input] == ["features"]
+    assert [o.name for o in model.graph.output] == ["probabilities"]
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, SPEC.frames_per_clip, SPEC.n_mels]
+    assert manifest["artifacts"]["onnx"]["opset"] == 17 == model.opset_import[0].version
+    consistency = manifest["metrics"]["float_consistency"]
+    assert consistency["onnx_vs_torch_max_abs"] < 1e-4
+    assert consistency["tflite_float32_vs_onnx_max_abs"] < 1e-4
+
+
+def test_int8_model_has_int8_input_and_output(dscnn_bundle):
+    _, out, manifest = dscnn_bundle
+    model = TfliteModel(out / "model_int8.tflite")
+    assert (model.input.dtype, model.output.dtype) == ("int8", "int8")
+    assert model.input.shape == [1, SPEC.frames_per_clip, SPEC.n_mels] and model.output.shape == [1, 2]
+    assert model.input.scale > 0 and model.output.scale > 0
+    assert manifest["model"]["input"] == model.input.to_dict()
+    assert manifest["model"]["output"] == model.output.to_dict() | {"meaning": "class probabilities"}
+    # The calibration saw real log-mel (about -14..+6 here): the int8 input range must cover it.
+    features = LogMelFrontEnd(SPEC).frames(np.zeros(SPEC.clip_samples, np.float32))
+    low = (-128 - model.input.zero_point) * model.input.scale
+    assert low <= features.min() + 1.0
+    probabilities = model.probabilities(features)
+    assert probabilities.shape == (2,) and abs(float(probabilities.sum()) - 1.0) < 0.02
+    assert TfliteModel(out / "model_float32.tflite").input.dtype == "float32"
+
+
+def test_manifest_fields_and_checksums(dscnn_bundle):
+    checkpoint, out, manifest = dscnn_bundle
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["format"] == MANIFEST_FORMAT
+    assert (manifest["keyword"], manifest["labels"], manifest["keyword_index"]) == (KEYWORD, LABELS, 1)
+    assert FeatureSpec.from_dict(manifest["feature_spec"]) == SPEC
+    model = manifest["model"]
+    assert (model["file"], model["precision"], model["architecture"]) == ("model_int8.tflite", "int8", "dscnn")
+    assert model["sha256"] == sha256_of(out / "model_int8.tflite")
+    assert model["bytes"] == (out / "model_int8.tflite").stat().st_size
+    for key, name in (("float32_tflite", "model_float32.tflite"), ("onnx", "model.onnx")):
+        assert manifest["artifacts"][key]["file"] == name
+        assert manifest["artifacts"][key]["sha256"] == sha256_of(out / name)
+    assert manifest["detection"] == {"threshold": 0.5, "refractory_seconds": 1.0, "window_hop_seconds": 0.1}
+    source = manifest["source"]
+    assert source["checkpoint_sha256"] == sha256_of(checkpoint)
+    assert Path(source["clipset"]).name == "clips"
+    assert {"torch", "onnx2tf", "tensorflow"} <= set(source["versions"])
+    bundle = load_bundle(out)
+    assert bundle.keyword == KEYWORD and bundle.model.precision == "int8"
+
+
+def test_every_artifact_is_scored_and_int8_agrees_with_float(dscnn_bundle):
+    _, _, manifest = dscnn_bundle
+    test = manifest["metrics"]["test"]
+    assert set(test) == {"torch", "onnx", "tflite_float32", "tflite_int8"}
+    positives, negatives = UTTERANCES_PER_CLASS["test"], UTTERANCES_PER_CLASS["test"]
+    for metrics in test.values():
+        assert (metrics["positives"], metrics["negatives"]) == (positives, negatives)
+        assert 0.0 <= metrics["frr"] <= 1.0 and 0.0 <= metrics["far"] <= 1.0
+    # The chirp is easy: a few training steps separate it, and every float path scores the same.
+    assert test["torch"]["roc_auc"] > 0.9
+    assert test["onnx"] == test["torch"] and test["tflite_float32"] == test["torch"]
+    agreement = manifest["metrics"]["int8_vs_float32"]
+    assert agreement["windows"] == positives + negatives
+    assert agreement["decision_agreement"] >= 0.97
+    assert 0.0 <= agreement["mean_abs_probability_difference"] <= agreement["max_abs_probability_difference"] < 0.1
+
+
+def test_numeric_check_failures_are_conversion_errors():
+    with pytest.raises(ConversionError, match="ONNX vs torch: max abs probability difference 0.5 exceeds 0.0001"):
+        _check_within(0.5, 1e-4, "ONNX vs torch")
+    agreement = {"decision_agreement": 0.9, "windows": 20}
+    check_agreement(agreement, 0.9)
+    with pytest.raises(ConversionError, match=r"agrees with float32 on only 90.0% of 20 test decisions"):
+        check_agreement(agreement, 0.95)
+
+
+def test_onnx2tf_failure_keeps_the_log_and_reports_its_tail(tmp_path):
+    from convert.export_onnx import export_onnx
+
+    model = build_model("dscnn", SPEC.n_mels, 2, **TINY_CONFIGS["dscnn"]).eval()
+    onnx_path = export_onnx(model, SPEC, tmp_path / "model.onnx")
+    wrong_layout = np.zeros((4, SPEC.n_mels, SPEC.frames_per_clip), np.float32)  # [n, mels, frames]: not the input
+    log = tmp_path / "conversion_log.txt"
+    # onnx2tf exits 0 when only the int8 step fails: the missing file is what gives it away.
+    expected = (
+        r"onnx2tf failed \(exit status 0, missing model_full_integer_quant.tflite\); full log in .*conversion_log"
+    )
+    with pytest.raises(ConversionError, match=expected) as raised:
+        convert_to_tflite(onnx_path, wrong_layout, tmp_path / "work", log)
+    text = log.read_text()
+    assert "are not broadcastable" in raised.value.details and raised.value.details.splitlines()[-1] in text
+    assert re.search(r"onnx2tf exit status 0 after [0-9.]+ s\n$", text) and text.startswith("$ ")
+
+
+def test_crnn_unsqueeze_gets_the_layout_fix_and_dscnn_none(tmp_path):
+    from convert.export_onnx import export_onnx
+
+    for architecture, expected in (("crnn", 1), ("dscnn", 0)):
+        model = build_model(architecture, SPEC.n_mels, 2, **TINY_CONFIGS[architecture]).eval()
+        path = export_onnx(model, SPEC, tmp_path / f"{architecture}.onnx")
+        fixes = conv_unsqueeze_fixes(path)
+        assert len(fixes) == expected
+        if fixes:
+            assert fixes[0]["post_process_transpose_perm"] == [0, 3, 2, 1]
+
+
+def test_crnn_with_gru_converts_and_matches(tmp_path):
+    """The GRU teacher goes through `-eru` and the Unsqueeze layout fix; float32 must match ONNX."""
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    checkpoint = make_tiny_checkpoint(tmp_path / "crnn.pt", "crnn", clipset, steps=20)
+    manifest = run_conversion(ConversionOptions(checkpoint, tmp_path / "edge", calibration_windows=20), say=print)
+    assert manifest["model"]["architecture"] == "crnn"
+    assert manifest["metrics"]["float_consistency"]["tflite_float32_vs_onnx_max_abs"] < 1e-4
+    assert "-eru" in (tmp_path / "edge" / "conversion_log.txt").read_text().splitlines()[0]
+
+
+def run_convert_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "convert", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_missing_checkpoint_is_one_error_line(tmp_path):
+    result = run_convert_cli("--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: checkpoint {tmp_path / 'nope.pt'} does not exist"]
+
+
+@pytest.fixture(scope="module")
+def untrained_checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("untrained")
+    return make_tiny_checkpoint(root / "m.pt", "dscnn", make_tiny_clipset(root / "clips"), steps=1)
+
+
+def test_cli_missing_data_is_one_error_line(untrained_checkpoint, tmp_path):
+    result = run_convert_cli("--checkpoint", str(untrained_checkpoint), "--out", str(tmp_path / "o"), "--data", "/no")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: clip set folder /no does not exist")
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_refuses_a_window_hop_the_device_would_refuse(untrained_checkpoint, tmp_path):
+    out = tmp_path / "o"
+    result = run_convert_cli(
+        "--checkpoint", str(untrained_checkpoint), "--out", str(out), "--window-hop-seconds", "0.015"
+    )
+    assert result.returncode == 2 and not out.exists()
+    assert result.stderr.strip().splitlines() == [
+        "error: window_hop_seconds 0.015 must be a positive multiple of the feature hop (0.01 s)"
+    ]
+
+
+def test_cli_help_states_every_default():
+    result = run_convert_cli("--help")
+    assert result.returncode == 0
+    for text in ("--calibration-windows", "(default: 300)", "(default: 17", "--min-agreement", "(default: 0.97)"):
+        assert text in " ".join(result.stdout.split())

@@ -1,0 +1,252 @@
+"""The edge CLI as a black box: `.venv-edge/bin/python -m edge_runtime` in a subprocess, on real WAV files and a
+real converted bundle. The edge venv must exist (`make venvs`); these tests fail, never skip, without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from edge_runtime.features import FeatureSpec, LogMelFrontEnd
+from edge_runtime.interpreter import TfliteModel
+from edge_runtime.manifest import MANIFEST_NAME
+from tests.test_convert import keyword_sound, other_sound, shared_dscnn_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+EDGE_PYTHON = REPO / ".venv-edge" / "bin" / "python"
+SPEC = FeatureSpec()
+RATE = SPEC.sample_rate
+
+
+@pytest.fixture(scope="module")
+def edge_python() -> Path:
+    if not EDGE_PYTHON.is_file():
+        pytest.fail(f"{EDGE_PYTHON} is missing: run `make venvs` to create the edge environment")
+    return EDGE_PYTHON
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    return shared_dscnn_bundle()
+
+
+def run_edge(python: Path, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), "-m", "edge_runtime", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def placed(sound: np.ndarray, seconds: float, at: list[float]) -> np.ndarray:
+    audio = np.zeros(int(RATE * seconds), np.float32)
+    for start in at:
+        audio[int(RATE * start) : int(RATE * start) + len(sound)] = sound
+    return audio
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory) -> dict[str, Path]:
+    """Keyword and other sounds at three rates, channel layouts and sample formats."""
+    folder = tmp_path_factory.mktemp("wavs")
+    rng = np.random.default_rng(7)
+    chirp, noise = keyword_sound(rng), other_sound(rng)
+    keyword_clip, other_clip = placed(chirp, 1.0, [0.25]), placed(noise, 1.0, [0.25])
+
+    def at_rate(audio: np.ndarray, rate: int) -> np.ndarray:  # the test's own resampling, by interpolation
+        times = np.arange(int(len(audio) * rate / RATE)) / rate
+        return np.interp(times, np.arange(len(audio)) / RATE, audio).astype(np.float32)
+
+    files = {
+        "keyword_16k_int16": (keyword_clip, RATE, "PCM_16", 1),
+        "other_16k_int16": (other_clip, RATE, "PCM_16", 1),
+        "keyword_8k_stereo_24bit": (at_rate(keyword_clip, 8000), 8000, "PCM_24", 2),
+        "keyword_44k1_float": (at_rate(keyword_clip, 44100), 44100, "FLOAT", 1),
+        "other_44k1_float": (at_rate(other_clip, 44100), 44100, "FLOAT", 1),
+        "two_keywords_16k": (placed(chirp, 5.0, [1.0, 3.2]), RATE, "PCM_16", 1),
+        "short_keyword_16k": (chirp[: int(0.45 * RATE)], RATE, "PCM_16", 1),
+    }
+    paths = {}
+    for name, (audio, rate, subtype, channels) in files.items():
+        paths[name] = folder / f"{name}.wav"
+        data = np.stack([audio] * channels, axis=1) if channels > 1 else audio
+        soundfile.write(paths[name], data, rate, subtype=subtype)
+    return paths
+
+
+def test_edge_venv_has_no_torch_or_tensorflow_and_the_cli_loads_neither(edge_python, bundle, wavs):
+    probe = (
+        "import importlib.util, sys\n"
+        "from edge_runtime.cli import main\n"
+        f"status = main(['score', '--model', {str(bundle)!r}, {str(wavs['keyword_16k_int16'])!r}])\n"
+        "heavy = [name for name in ('torch', 'tensorflow', 'onnx', 'onnxruntime') if name in sys.modules]\n"
+        "installed = [n for n in ('torch', 'tensorflow') if importlib.util.find_spec(n)]\n"
+        "print(status, heavy, installed)\n"
+    )
+    result = subprocess.run([str(edge_python), "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 [] []"
+
+
+def test_score_prints_one_json_line_per_file_with_the_path_as_given(edge_python, bundle, wavs):
+    names = [
+        "keyword_16k_int16",
+        "other_16k_int16",
+        "keyword_8k_stereo_24bit",
+        "keyword_44k1_float",
+        "other_44k1_float",
+    ]
+    relative = [os.path.relpath(wavs[name], REPO) for name in names]
+    result = run_edge(edge_python, "score", "--model", bundle, *relative)
+    assert result.returncode == 0 and result.stderr == ""
+    records = json_lines(result.stdout)
+    assert [r["file"] for r in records] == [str(p) for p in relative]
+    assert all(set(r) == {"file", "score"} and 0.0 <= r["score"] <= 1.0 for r in records)
+    scores = dict(zip(names, (r["score"] for r in records), strict=True))
+    for name in names:  # the tiny model learned the chirp; every format and rate must still show it
+        assert (scores[name] > 0.9) if name.startswith("keyword") else (scores[name] < 0.5), scores
+
+
+def test_one_clip_score_equals_the_model_on_the_clip_features(edge_python, bundle, wavs):
+    """Whole-file scoring of a 1 s file is exactly one window: the model on the front-end's features."""
+    path = wavs["keyword_16k_int16"]
+    audio, rate = soundfile.read(path, dtype="float32")
+    assert rate == RATE and len(audio) == SPEC.clip_samples
+    expected = TfliteModel(bundle / "model_int8.tflite").probabilities(LogMelFrontEnd(SPEC).frames(audio))[1]
+    result = run_edge(edge_python, "score", "--model", bundle, path)
+    assert json_lines(result.stdout)[0]["score"] == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_short_file_is_padded_to_one_clip(edge_python, bundle, wavs):
+    result = run_edge(edge_python, "score", "--model", bundle, wavs["short_keyword_16k"])
+    assert result.returncode == 0 and json_lines(result.stdout)[0]["score"] > 0.9
+
+
+def test_detect_gives_one_detection_per_keyword_at_its_time(edge_python, bundle, wavs):
+    path = wavs["two_keywords_16k"]
+    result = run_edge(edge_python, "detect", "--model", bundle, path)
+    assert result.returncode == 0 and result.stderr == ""
+    detections = json_lines(result.stdout)
+    assert [set(d) for d in detections] == [{"file", "time_s", "score"}] * 2
+    assert all(d["file"] == str(path) and d["score"] >= 0.5 for d in detections)
+    # A keyword at START..START+0.5 s is fully in view for windows ending START+0.5 .. START+1.0.
+    for detection, start in zip(detections, (1.0, 3.2), strict=True):
+        assert start + 0.3 <= detection["time_s"] <= start + 1.2, detections
+    no_refractory = json_lines(run_edge(edge_python, "detect", "--model", bundle, path, "--refractory", "0").stdout)
+    assert len(no_refractory) > 2
+    assert run_edge(edge_python, "detect", "--model", bundle, path, "--threshold", "1").stdout == ""
+
+
+def test_edge_runtime_folder_alone_runs_outside_the_repository(edge_python, bundle, wavs, tmp_path):
+    shutil.copytree(REPO / "edge_runtime", tmp_path / "edge_runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    path = wavs["keyword_44k1_float"]
+    alone = run_edge(edge_python, "score", "--model", bundle, path, cwd=tmp_path)
+    in_repo = run_edge(edge_python, "score", "--model", bundle, path)
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout == in_repo.stdout and json_lines(alone.stdout)[0]["score"] > 0.9
+
+
+def damaged_files(folder: Path) -> dict[str, Path]:
+    good = folder / "good.wav"
+    soundfile.write(good, np.zeros(RATE, np.float32), RATE, subtype="PCM_16")
+    corrupt = folder / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF" + b"\x10\x00\x00\x00" + b"WAVE" + bytes(range(200)))
+    empty = folder / "empty.wav"
+    empty.write_bytes(b"")
+    text = folder / "notes.wav"
+    text.write_text("this is a text file\n")
+    return {"corrupt": corrupt, "empty": empty, "text": text, "missing": folder / "missing.wav"}
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "empty", "text", "missing"])
+def test_bad_audio_file_is_one_error_line_and_exit_2(edge_python, bundle, tmp_path, kind):
+    path = damaged_files(tmp_path)[kind]
+    result = run_edge(edge_python, "score", "--model", bundle, path)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), result.stderr
+
+
+def test_good_files_are_still_scored_next_to_bad_ones(edge_python, bundle, wavs, tmp_path):
+    bad = damaged_files(tmp_path)
+    files = [wavs["keyword_16k_int16"], bad["corrupt"], wavs["other_16k_int16"], bad["empty"]]
+    result = run_edge(edge_python, "score", "--model", bundle, *files)
+    assert result.returncode == 2
+    assert [r["file"] for r in json_lines(result.stdout)] == [str(files[0]), str(files[2])]
+    assert len(result.stderr.splitlines()) == 2 and "Traceback" not in result.stderr
+
+
+def broken_bundle(bundle: Path, folder: Path, kind: str) -> Path:
+    target = folder / "bundle"
+    shutil.copytree(bundle, target)
+    manifest_path = target / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    if kind == "tampered":
+        model = target / "model_int8.tflite"
+        model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+    elif kind == "missing-model":
+        (target / "model_int8.tflite").unlink()
+    elif kind == "sample-rate":
+        manifest["feature_spec"]["sample_rate"] = 8000
+    elif kind == "shape":
+        manifest["model"]["input"]["shape"] = [1, 40, 98]
+    manifest_path.write_text(json.dumps(manifest))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("tampered", "is not the one in the manifest: expected sha256"),
+        ("missing-model", "model_int8.tflite does not exist"),
+        ("sample-rate", "feature_spec is not usable: invalid feature spec: mel band 20.0..7600.0 Hz must lie within"),
+        ("shape", "feature_spec makes windows of shape [1, 98, 40] (1.0 s at 16000 Hz, 40 mels), but model.input"),
+    ],
+)
+def test_bad_bundle_is_one_clear_error_line_and_exit_2(edge_python, bundle, wavs, tmp_path, kind, message):
+    broken = broken_bundle(bundle, tmp_path, kind)
+    result = run_edge(edge_python, "detect", "--model", broken, wavs["keyword_16k_int16"])
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_help_explains_options_and_defaults(edge_python):
+    result = run_edge(edge_python, "detect", "--help")
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0
+    for fragment in ("--threshold", "manifest's detection.threshold", "--refractory", "--threads", "(default: 1)"):
+        assert fragment in text
+
+
+def test_detection_rule_on_known_scores():
+    """Peak within the refractory span is reported; a window exactly refractory_seconds after the peak may fire."""
+    from edge_runtime.detector import WindowScores, find_detections
+
+    times = np.round(np.arange(1, 31) * 0.1, 6)
+    scores = np.zeros(30, np.float32)
+    scores[[4, 5, 6]] = [0.6, 0.9, 0.7]  # one keyword: peak at 0.6 s
+    scores[15] = 0.8  # 1.0 s after the peak: a new detection
+    scores[18] = 0.95  # within 1 s of that one: raises its peak
+    scores[29] = 0.4  # below threshold
+    windows = WindowScores(times_s=times, scores=scores)
+    found = [(d.time_s, round(d.score, 2)) for d in find_detections(windows, 0.5, 1.0)]
+    assert found == [(0.6, 0.9), (1.9, 0.95)]
+    assert len(find_detections(windows, 0.5, 0.0)) == 5
+    assert find_detections(windows, 0.99, 1.0) == []
+
+
+def test_windows_cover_the_end_of_the_file():
+    from edge_runtime.detector import window_starts
+
+    assert window_starts(98, 98, 10).tolist() == [0]
+    assert window_starts(118, 98, 10).tolist() == [0, 10, 20]
+    assert window_starts(125, 98, 10).tolist() == [0, 10, 20, 27]
