@@ -7,20 +7,15 @@ tiny bundle through `shared_dscnn_bundle()`.
 
 from __future__ import annotations
 
-import atexit
-import functools
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from convert.errors import ConversionError
 from convert.pipeline import ConversionOptions, _check_within, check_agreement, run_conversion
@@ -28,89 +23,18 @@ from convert.to_tflite import conv_unsqueeze_fixes, convert_to_tflite
 from edge_runtime.features import FeatureSpec, LogMelFrontEnd
 from edge_runtime.interpreter import TfliteModel
 from edge_runtime.manifest import MANIFEST_FORMAT, load_bundle, sha256_of
-from train.checkpoint import CheckpointInfo, save_checkpoint
-from train.data.clipset import ClipSetWriter
+from tests.tiny import (
+    KEYWORD,
+    LABELS,
+    REPO,
+    SPEC,
+    TINY_CONFIGS,
+    UTTERANCES_PER_CLASS,
+    convert_tiny,
+    make_tiny_checkpoint,
+    make_tiny_clipset,
+)
 from train.models import build_model
-
-REPO = Path(__file__).resolve().parents[1]
-SPEC = FeatureSpec()
-KEYWORD = "sheila"
-LABELS = ["_other_", KEYWORD]
-TINY_CONFIGS = {
-    "dscnn": {"channels": 16, "dilations": [1, 2]},
-    "crnn": {"conv_channels": 4, "hidden_size": 16, "gru_layers": 1},
-}
-UTTERANCES_PER_CLASS = {"train": 24, "val": 6, "test": 10}
-
-
-def keyword_sound(rng: np.random.Generator, seconds: float = 0.5) -> np.ndarray:
-    """A rising chirp (600 -> 1800 Hz): the tiny set's stand-in for the keyword."""
-    t = np.arange(int(SPEC.sample_rate * seconds)) / SPEC.sample_rate
-    frequency = 600 + 1200 * t / seconds
-    phase = 2 * np.pi * np.cumsum(frequency) / SPEC.sample_rate
-    return (rng.uniform(0.2, 0.5) * np.sin(phase + rng.uniform(0, 6))).astype(np.float32)
-
-
-def other_sound(rng: np.random.Generator, seconds: float = 0.5) -> np.ndarray:
-    """Low-pass-ish noise bursts: anything that is not the keyword."""
-    noise = rng.standard_normal(int(SPEC.sample_rate * seconds))
-    return (rng.uniform(0.05, 0.2) * np.convolve(noise, np.ones(8) / 8, mode="same")).astype(np.float32)
-
-
-def make_tiny_clipset(folder: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    writer = ClipSetWriter(SPEC)
-    for split, count in UTTERANCES_PER_CLASS.items():
-        for index in range(count):
-            writer.add(keyword_sound(rng), label=1, split=split, group=f"chirp:{index % 3}", text=KEYWORD, trim=False)
-            writer.add(other_sound(rng), label=0, split=split, group=f"noise:{index % 3}", text="", trim=False)
-    meta = {"keyword": KEYWORD, "labels": LABELS, "feature_spec": SPEC.to_dict(), "cache_key": f"tiny-{seed}"}
-    return writer.write(folder, meta)
-
-
-def make_tiny_checkpoint(path: Path, architecture: str, clipset: Path, steps: int = 40) -> Path:
-    """A tiny model trained a few full-batch steps on centred training windows, so its scores mean something."""
-    from convert.windows import WindowMaker
-    from train.data.clipset import ClipSet
-
-    torch.manual_seed(0)
-    model = build_model(architecture, SPEC.n_mels, len(LABELS), **TINY_CONFIGS[architecture])
-    train = WindowMaker(ClipSet.load(clipset), SPEC).split("train")
-    features, labels = torch.from_numpy(train.features), torch.from_numpy(train.labels)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    model.train()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(features), labels).backward()
-        optimizer.step()
-    info = CheckpointInfo(
-        architecture=architecture,
-        model_config=TINY_CONFIGS[architecture],
-        feature_spec=SPEC,
-        labels=LABELS,
-        keyword=KEYWORD,
-        threshold=0.5,
-        data={"clipset": str(clipset)},
-    )
-    save_checkpoint(path, model.eval(), info)
-    return path
-
-
-def convert_tiny(root: Path, architecture: str) -> tuple[Path, Path, dict]:
-    """Clip set + checkpoint + conversion under `root`; returns (checkpoint, bundle folder, manifest)."""
-    clipset = root / "clips" if (root / "clips").is_dir() else make_tiny_clipset(root / "clips")
-    checkpoint = make_tiny_checkpoint(root / f"{architecture}.pt", architecture, clipset)
-    out = root / f"edge-{architecture}"
-    manifest = run_conversion(ConversionOptions(checkpoint=checkpoint, out=out, calibration_windows=40), say=print)
-    return checkpoint, out, manifest
-
-
-@functools.cache
-def shared_dscnn_bundle() -> Path:
-    """One converted tiny dscnn bundle per test session for the edge runtime tests (removed at exit)."""
-    root = Path(tempfile.mkdtemp(prefix="kws-tiny-bundle-"))
-    atexit.register(shutil.rmtree, root, True)
-    return convert_tiny(root, "dscnn")[1]
 
 
 @pytest.fixture(scope="module")

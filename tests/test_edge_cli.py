@@ -16,7 +16,7 @@ import soundfile
 from edge_runtime.features import FeatureSpec, LogMelFrontEnd
 from edge_runtime.interpreter import TfliteModel
 from edge_runtime.manifest import MANIFEST_NAME
-from tests.test_convert import keyword_sound, other_sound, shared_dscnn_bundle
+from tests.tiny import keyword_sound, other_sound, shared_dscnn_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 EDGE_PYTHON = REPO / ".venv-edge" / "bin" / "python"

@@ -11,7 +11,7 @@ import pytest
 from edge_runtime.errors import KwsError
 from edge_runtime.features import FeatureSpec
 from edge_runtime.manifest import MANIFEST_NAME, load_bundle
-from tests.test_convert import shared_dscnn_bundle
+from tests.tiny import shared_dscnn_bundle
 
 
 @pytest.fixture(scope="module")
