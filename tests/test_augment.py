@@ -1,0 +1,125 @@
+"""Training-time augmentation: window length, placement, SNR, gain, determinism, speed; generated noise colours."""
+
+import time
+
+import numpy as np
+import pytest
+
+from edge_runtime.features import FeatureSpec
+from train.data.augment import Augmenter, coloured_noise, synthetic_noise_bank
+
+SPEC = FeatureSpec()
+
+
+def tone(seconds: float, amplitude: float = 0.3, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(round(seconds * SPEC.sample_rate)) / SPEC.sample_rate
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def power_db(audio: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(np.square(audio, dtype=np.float64)))
+
+
+def noise_bank(seed: int = 0) -> list[np.ndarray]:
+    return synthetic_noise_bank(SPEC, np.random.default_rng(seed), seconds=2.0)
+
+
+def test_window_is_one_clip_long_and_keeps_the_whole_utterance():
+    utterance = np.full(4000, 0.5, dtype=np.float32)
+    augmenter = Augmenter(SPEC, noise_bank(), np.random.default_rng(0), noise_probability=0.0, gain_db=(0.0, 0.0))
+    offsets = set()
+    for _ in range(50):
+        window = augmenter.window(utterance)
+        assert window.shape == (SPEC.clip_samples,) and window.dtype == np.float32
+        inside = np.flatnonzero(window)
+        assert inside.size == utterance.size and inside[-1] - inside[0] == utterance.size - 1
+        assert np.allclose(window[inside], 0.5)
+        offsets.add(int(inside[0]))
+    assert len(offsets) > 40  # the shift really is random
+    assert max(offsets) <= SPEC.clip_samples - utterance.size
+
+
+def test_noise_is_mixed_at_the_requested_snr():
+    utterance = tone(1.0)  # a full clip: the placement offset is 0, so the noise is window - utterance
+    for snr in (0.0, 10.0, 25.0):
+        augmenter = Augmenter(
+            SPEC, noise_bank(), np.random.default_rng(1), snr_db=(snr, snr), noise_probability=1.0, gain_db=(0.0, 0.0)
+        )
+        for _ in range(5):
+            noise = augmenter.window(utterance) - utterance
+            assert power_db(utterance) - power_db(noise) == pytest.approx(snr, abs=0.3)
+
+
+def test_silent_utterances_get_noise_at_an_absolute_level():
+    augmenter = Augmenter(
+        SPEC, noise_bank(), np.random.default_rng(2), noise_probability=1.0, gain_db=(0.0, 0.0),
+        quiet_noise_dbfs=(-40.0, -40.0),
+    )  # fmt: skip
+    window = augmenter.window(np.zeros(SPEC.clip_samples, dtype=np.float32))
+    assert power_db(window) == pytest.approx(-40.0, abs=0.3)
+
+
+def test_gain_stays_in_range_and_output_is_clipped():
+    utterance = tone(0.5, amplitude=0.25)
+    augmenter = Augmenter(SPEC, [], np.random.default_rng(3), gain_db=(-12.0, 6.0))
+    gains_db = [20 * np.log10(np.abs(augmenter.window(utterance)).max() / 0.25) for _ in range(200)]
+    assert -12.01 <= min(gains_db) < -10 and 4 < max(gains_db) <= 6.01
+    loud = Augmenter(SPEC, [], np.random.default_rng(3), gain_db=(20.0, 20.0)).window(utterance)
+    assert np.abs(loud).max() == pytest.approx(1.0)
+
+
+def test_same_seed_same_windows_and_different_seed_different_windows():
+    utterance = tone(0.4)
+    first, second, other = (Augmenter(SPEC, noise_bank(), np.random.default_rng(seed)) for seed in (7, 7, 8))
+    a = [first.window(utterance) for _ in range(10)]
+    b = [second.window(utterance) for _ in range(10)]
+    c = [other.window(utterance) for _ in range(10)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, z) for x, z in zip(a, c, strict=True))
+
+
+def test_centered_window_is_deterministic_and_centred():
+    augmenter = Augmenter(SPEC, noise_bank(), np.random.default_rng(0))
+    utterance = np.full(6000, 0.5, dtype=np.float32)
+    window = augmenter.centered_window(utterance)
+    inside = np.flatnonzero(window)
+    assert window.shape == (SPEC.clip_samples,)
+    assert inside[0] == (SPEC.clip_samples - 6000) // 2 and inside.size == 6000
+    assert np.array_equal(window, augmenter.centered_window(utterance))
+    long = tone(1.5)
+    assert np.array_equal(augmenter.centered_window(long), long[4000 : 4000 + SPEC.clip_samples])
+
+
+def test_ten_thousand_windows_take_well_under_ten_seconds():
+    augmenter = Augmenter(SPEC, noise_bank(), np.random.default_rng(0))
+    utterance = tone(0.6)
+    count = 2000
+    started = time.perf_counter()
+    for _ in range(count):
+        augmenter.window(utterance)
+    per_window = (time.perf_counter() - started) / count
+    # Typically ~0.1 ms here; the bound leaves room for a loaded machine.
+    assert per_window * 10_000 < 5.0
+
+
+def test_noise_colours_have_the_expected_spectral_tilt():
+    rng = np.random.default_rng(0)
+    low_share = {}
+    for colour in ("white", "pink", "brown"):
+        noise = coloured_noise(colour, SPEC.sample_rate * 2, rng)
+        assert np.sqrt(np.mean(noise**2)) == pytest.approx(1.0, rel=1e-3)
+        spectrum = np.abs(np.fft.rfft(noise)) ** 2
+        low_share[colour] = spectrum[: spectrum.size // 8].sum() / spectrum.sum()  # below 1 kHz
+    assert low_share["white"] == pytest.approx(1 / 8, abs=0.02)
+    assert low_share["white"] < low_share["pink"] < low_share["brown"]
+
+
+def test_bad_arguments_are_rejected_with_the_allowed_values():
+    with pytest.raises(ValueError, match="noise_probability"):
+        Augmenter(SPEC, [], np.random.default_rng(0), noise_probability=1.5)
+    with pytest.raises(ValueError, match="low <= high"):
+        Augmenter(SPEC, [], np.random.default_rng(0), snr_db=(30.0, 0.0))
+    with pytest.raises(ValueError, match="Generator"):
+        Augmenter(SPEC, [], rng=0)
+    with pytest.raises(ValueError, match="white"):
+        coloured_noise("purple", 100, np.random.default_rng(0))

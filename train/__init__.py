@@ -1,0 +1,1 @@
+"""Training: data sets, models, fitting and evaluation (PyTorch)."""
