@@ -152,7 +152,8 @@ def fit(config: FitConfig) -> dict:
     started = time.monotonic()
     for epoch in range(1, config.epochs + 1):
         order = epoch_indices(clips, config.positive_fraction, rng)
-        with tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="clip", file=sys.stderr) as bar:
+        # disable=None: a live bar on a terminal, nothing in logs (make's output, CI, journald).
+        with tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="clip", disable=None) as bar:
             loss = train_one_epoch(
                 model, front_end, optimizer, scheduler, scaler,
                 augmented_batches(clips, augmenter, order, config.batch_size), device, use_amp, bar,
