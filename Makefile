@@ -25,10 +25,13 @@ EPY := $(EDGE_VENV)/bin/python
 # onnx2tf calls onnxsim from PATH; keep the training venv first so it is found.
 TRAIN_ENV := PATH="$(CURDIR)/$(TRAIN_VENV)/bin:$$PATH" PYTHONUNBUFFERED=1
 
+DEVICE_RESULTS ?=
+DEVICE_ARGS := $(foreach f,$(DEVICE_RESULTS),--device-results "$(f)")
+
 DATA_ARGS := --source $(DATA) --keyword "$(KEYWORD)" --size $(SIZE) --seed $(SEED) --cache-root $(CACHE) \
 	$(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
-.PHONY: help venvs system-deps train-and-convert data train convert summary test lint clean clean-venvs
+.PHONY: help venvs system-deps train-and-convert data train convert summary bench bench-report test lint clean clean-venvs
 
 help:
 	@echo "make train-and-convert   build data, train teacher ($(TEACHER)) and student ($(MODEL)), convert to int8 TFLite"
@@ -36,6 +39,8 @@ help:
 	@echo "make test                lint + the test suite (creates the environments if needed)"
 	@echo "make venvs               create $(TRAIN_VENV) (training, conversion) and $(EDGE_VENV) (edge runtime only)"
 	@echo "make data | train | convert | summary    the stages of train-and-convert, one at a time"
+	@echo "make bench               latency/throughput/memory/size/accuracy of every artifact -> benchmarks/report/"
+	@echo "make bench-report DEVICE_RESULTS=pi.json   merge device results (edge_runtime bench) into that report"
 	@echo "make clean               remove $(OUT)/ (keeps the data cache $(CACHE)/ and the environments)"
 	@echo ""
 	@echo "Options (current value):"
@@ -103,6 +108,16 @@ convert: $(TRAIN_VENV)/.installed
 summary: $(TRAIN_VENV)/.installed
 	@$(TRAIN_ENV) $(TPY) -m train.summary --artifacts $(OUT) --edge-python $(EPY) $(if $(ELAPSED),--elapsed $(ELAPSED))
 
+# ---- benchmarks (benchmarks/report/) ----
+bench: venvs
+	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
+	$(TRAIN_ENV) $(TPY) -m benchmarks --artifacts $(OUT) --out benchmarks/report $(DEVICE_ARGS)
+
+# Merge `edge_runtime bench` JSON from real devices into the last report without measuring again:
+# make bench-report DEVICE_RESULTS="pi4.json pi5.json"
+bench-report: venvs
+	$(TRAIN_ENV) $(TPY) -m benchmarks --artifacts $(OUT) --out benchmarks/report --reuse-measurements $(DEVICE_ARGS)
+
 # ---- quality ----
 lint: $(TRAIN_VENV)/.installed
 	$(TRAIN_VENV)/bin/ruff check .
@@ -115,3 +130,4 @@ clean:
 
 clean-venvs:
 	rm -rf $(TRAIN_VENV) $(EDGE_VENV)
+

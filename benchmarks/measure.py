@@ -1,0 +1,179 @@
+"""One backend's measurement, run as its own process: `python -m benchmarks.measure --backend ... --model ...`.
+
+Prints one JSON object. Importable in the edge environment (numpy + TFLite interpreter only): torch and
+onnxruntime are imported inside the functions that use them.
+
+Method: pin the process to one core, one thread per backend, warm up, then time each call separately with
+`perf_counter_ns`; report percentiles in microseconds. Inputs are real log-mel features of a fixed noise clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+# One thread per backend, BLAS included (as `python -m edge_runtime` does): set before numpy is imported.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402
+
+from edge_runtime.features import FeatureSpec, LogMelFrontEnd  # noqa: E402
+
+WARMUP_CALLS = 50
+PERCENTILES = (50, 95, 99)
+NOT_MEASURED_NO_CUDA = "not measured: no CUDA device"
+
+
+def pin_to_one_core(core: int | None) -> int | None:
+    """Pin this process to one core (the last one by default) so timings are not spread across cores."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    chosen = cores[-1] if core is None else core
+    os.sched_setaffinity(0, {chosen})
+    return chosen
+
+
+def timed_calls(call, iterations: int) -> dict:
+    """Warm up, then time `iterations` calls one by one; percentiles and mean in microseconds."""
+    for _ in range(WARMUP_CALLS):
+        call()
+    durations = np.empty(iterations, dtype=np.float64)
+    for i in range(iterations):
+        start = time.perf_counter_ns()
+        call()
+        durations[i] = (time.perf_counter_ns() - start) / 1000.0
+    stats = {f"p{p}_us": float(np.percentile(durations, p)) for p in PERCENTILES}
+    return stats | {"mean_us": float(durations.mean()), "iterations": iterations}
+
+
+def example_features(spec: FeatureSpec, batch: int) -> np.ndarray:
+    """Log-mel of fixed pink-ish noise: realistic value ranges for quantized inputs."""
+    rng = np.random.default_rng(0)
+    audio = np.cumsum(rng.standard_normal(spec.clip_samples)).astype(np.float32)
+    audio = 0.1 * (audio - audio.mean()) / (np.abs(audio).max() + 1e-9)
+    return np.repeat(LogMelFrontEnd(spec).frames(audio)[None], batch, axis=0)
+
+
+def measure_features(spec: FeatureSpec, iterations: int) -> dict:
+    audio = np.random.default_rng(0).uniform(-0.1, 0.1, spec.clip_samples).astype(np.float32)
+    front_end = LogMelFrontEnd(spec)
+    return {"latency": timed_calls(lambda: front_end.frames(audio), iterations)}
+
+
+def measure_tflite(model_path: Path, spec: FeatureSpec, iterations: int) -> dict:
+    from edge_runtime.interpreter import TfliteModel
+
+    model = TfliteModel(model_path, num_threads=1)
+    features = example_features(spec, 1)[0]
+    return {"latency": timed_calls(lambda: model.probabilities(features), iterations), "batch_sizes": [1]}
+
+
+def measure_onnxruntime(model_path: Path, spec: FeatureSpec, iterations: int, cuda: bool) -> dict:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    wanted = ["CUDAExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+    if cuda and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return {"not_measured": "not measured: onnxruntime has no CUDAExecutionProvider (needs onnxruntime-gpu)"}
+    session = onnxruntime.InferenceSession(str(model_path), options, providers=wanted)
+    name = session.get_inputs()[0].name
+    fixed_batch = session.get_inputs()[0].shape[0]
+    single = example_features(spec, 1)
+    result = {"latency": timed_calls(lambda: session.run(None, {name: single}), iterations), "batch_sizes": [1]}
+    if isinstance(fixed_batch, int) and fixed_batch == 1:
+        result["throughput_note"] = "exported with batch 1: throughput at batch 1 only"
+    return result
+
+
+def measure_torch(checkpoint: Path, spec: FeatureSpec, iterations: int, batches: list[int], cuda: bool) -> dict:
+    import torch
+
+    from train.checkpoint import load_checkpoint
+
+    if cuda and not torch.cuda.is_available():
+        return {"not_measured": NOT_MEASURED_NO_CUDA}
+    torch.set_num_threads(1)
+    device = "cuda" if cuda else "cpu"
+    model, _ = load_checkpoint(checkpoint, device=device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def runner(batch: int):
+        features = torch.from_numpy(example_features(spec, batch)).to(device)
+
+        def call():
+            with torch.inference_mode():
+                model(features)
+            sync()
+
+        return call
+
+    result = {"latency": timed_calls(runner(1), iterations), "batch_sizes": batches}
+    if cuda:
+        result["device_name"] = torch.cuda.get_device_name(0)
+    throughput = {}
+    for batch in batches:
+        stats = timed_calls(runner(batch), max(20, iterations // (4 * batch)))
+        throughput[str(batch)] = batch / (stats["p50_us"] / 1e6)
+    result["throughput_windows_per_s"] = throughput
+    return result
+
+
+def library_versions() -> dict:
+    """Versions of the numeric libraries installed in this environment (absent ones are left out)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in ("numpy", "torch", "onnxruntime", "ai-edge-litert", "tflite-runtime"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.measure",
+        description="Measure one backend in this process and print JSON (used by `python -m benchmarks`).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--backend", required=True, choices=["features", "tflite", "onnxruntime", "torch"])
+    parser.add_argument("--model", type=Path, help="model file (checkpoint for torch)")
+    parser.add_argument("--feature-spec", required=True, help="FeatureSpec as JSON (from the manifest)")
+    parser.add_argument("--iterations", type=int, default=1000, help="timed calls at batch 1, after warm-up")
+    parser.add_argument("--batch-sizes", default="1,8,64", help="batch sizes for throughput (torch)")
+    parser.add_argument("--cuda", action="store_true", help="measure on the CUDA device instead of the CPU")
+    parser.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the last one)")
+    args = parser.parse_args(argv)
+    core = None if args.cuda else pin_to_one_core(args.core)
+    spec = FeatureSpec.from_dict(json.loads(args.feature_spec))
+    batches = [int(b) for b in args.batch_sizes.split(",") if b]
+    started = time.perf_counter()
+    if args.backend == "features":
+        result = measure_features(spec, args.iterations)
+    elif args.backend == "tflite":
+        result = measure_tflite(args.model, spec, args.iterations)
+    elif args.backend == "onnxruntime":
+        result = measure_onnxruntime(args.model, spec, args.iterations, args.cuda)
+    else:
+        result = measure_torch(args.model, spec, args.iterations, batches, args.cuda)
+    result |= {
+        "versions": library_versions(),
+        "pinned_core": core,
+        "threads": 1,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
