@@ -127,6 +127,18 @@ def measure_torch(checkpoint: Path, spec: FeatureSpec, iterations: int, batches:
     return result
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Linux's ru_maxrss survives fork+exec (a child would report its parent's peak
+    if that was higher), so read VmHWM of this address space where /proc exists."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def library_versions() -> dict:
     """Versions of the numeric libraries installed in this environment (absent ones are left out)."""
     from importlib import metadata
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": library_versions(),
         "pinned_core": core,
         "threads": 1,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb(),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
     print(json.dumps(result))
