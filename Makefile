@@ -95,12 +95,13 @@ data: $(TRAIN_VENV)/.installed
 	$(TRAIN_ENV) $(TPY) -m train.build_data $(DATA_ARGS) | tee $(OUT)/.build_data.log
 	@tail -n 1 $(OUT)/.build_data.log > $(OUT)/data_path.txt
 
+# --resume: an interrupted run continues from its last finished epoch; a finished one is not trained again.
 train: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/data_path.txt || { echo "error: no data set yet; run 'make data' first" >&2; exit 1; }
 	$(if $(TEACHER),$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) \
-		--epochs $(EPOCHS) --seed $(SEED) --out $(OUT)/train/$(TEACHER))
+		--epochs $(EPOCHS) --seed $(SEED) --resume --out $(OUT)/train/$(TEACHER))
 	$(if $(filter $(TEACHER),$(MODEL)),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \
-		--model $(MODEL) --epochs $(EPOCHS) --seed $(SEED) --out $(OUT)/train/$(MODEL))
+		--model $(MODEL) --epochs $(EPOCHS) --seed $(SEED) --resume --out $(OUT)/train/$(MODEL))
 
 convert: $(TRAIN_VENV)/.installed
 	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(OUT)/train/$(MODEL)/best.pt --out $(OUT)/edge

@@ -61,3 +61,29 @@ def test_cli_reports_bad_data_in_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_interrupted_training_resumes_to_the_same_result(tmp_path):
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    common = {"data": clipset, "model": "dscnn", "epochs": 3, "batch_size": 16, "seed": 1, "device": "cpu"}
+    uninterrupted = fit(FitConfig(out=tmp_path / "straight", **common))
+    assert fit(FitConfig(out=tmp_path / "split", stop_after_epochs=1, **common)) == {"stopped_after_epoch": 1}
+    assert (tmp_path / "split" / "last.pt").exists() and not (tmp_path / "split" / "metrics.json").exists()
+    resumed = fit(FitConfig(out=tmp_path / "split", resume=True, **common))
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2, 3]
+    assert [row["train_loss"] for row in resumed["history"]] == [row["train_loss"] for row in uninterrupted["history"]]
+    assert resumed["test"] == uninterrupted["test"] and resumed["best_epoch"] == uninterrupted["best_epoch"]
+    straight, _ = load_checkpoint(tmp_path / "straight" / "best.pt")
+    split, _ = load_checkpoint(tmp_path / "split" / "best.pt")
+    for (name, a), (_, b) in zip(straight.state_dict().items(), split.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_resume_ignores_a_state_from_other_settings(tmp_path, capsys):
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    common = {"data": clipset, "model": "dscnn", "batch_size": 16, "seed": 1, "device": "cpu", "out": tmp_path / "run"}
+    fit(FitConfig(epochs=2, stop_after_epochs=1, **common))
+    metrics = fit(FitConfig(epochs=3, resume=True, **common))
+    printed = capsys.readouterr().out
+    assert "not resuming" in printed and "other settings (epochs)" in printed
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3]

@@ -26,6 +26,7 @@ from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
 from train.metrics import balanced_threshold, detection_metrics
 from train.models import ARCHITECTURES, build_model, count_parameters
+from train.resume import RESUME_FILE, load_training_state, restore, save_training_state
 
 
 @dataclass
@@ -40,6 +41,8 @@ class FitConfig:
     positive_fraction: float = 0.35
     seed: int = 0
     device: str = "auto"
+    resume: bool = False
+    stop_after_epochs: int | None = None  # end this invocation early (time-boxed jobs); resume later
 
 
 def pick_device(requested: str) -> torch.device:
@@ -148,9 +151,19 @@ def fit(config: FitConfig) -> dict:
         file=sys.stderr,
     )
     config.out.mkdir(parents=True, exist_ok=True)
-    best_path, history, best_key = config.out / "best.pt", [], None
+    best_path, history, best_key, first_epoch = config.out / "best.pt", [], None, 1
+    resume_path, settings = config.out / RESUME_FILE, resume_settings(config, clips)
+    state = load_training_state(resume_path, settings) if config.resume else None
+    if state is not None:
+        restore(state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, rng=rng)
+        history, first_epoch = state["history"], state["epoch"] + 1
+        best_key = tuple(state["best_key"]) if state["best_key"] is not None else None
+        info.epoch = state["best_epoch"]
+        print(f"resuming from {resume_path} after epoch {state['epoch']}", file=sys.stderr)
     started = time.monotonic()
-    for epoch in range(1, config.epochs + 1):
+    last_epoch = config.epochs if config.stop_after_epochs is None else min(
+        config.epochs, first_epoch - 1 + config.stop_after_epochs)
+    for epoch in range(first_epoch, last_epoch + 1):
         order = epoch_indices(clips, config.positive_fraction, rng)
         # disable=None: a live bar on a terminal, nothing in logs (make's output, CI, journald).
         with tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="clip", disable=None) as bar:
@@ -169,6 +182,12 @@ def fit(config: FitConfig) -> dict:
         if best_key is None or key > best_key:
             best_key, info.epoch = key, epoch
             save_checkpoint(best_path, model, info)
+        save_training_state(resume_path, settings=settings, epoch=epoch, model=model, optimizer=optimizer,
+                            scheduler=scheduler, scaler=scaler, rng=rng, history=history, best_key=best_key,
+                            best_epoch=info.epoch)
+    if last_epoch < config.epochs:
+        print(f"stopped after epoch {last_epoch} of {config.epochs}; continue with --resume", file=sys.stderr)
+        return {"stopped_after_epoch": last_epoch}
 
     model, info = load_checkpoint(best_path, device=str(device))
     val_scores = keyword_scores(model, front_end, val_windows, keyword_index, device)
@@ -193,6 +212,16 @@ def fit(config: FitConfig) -> dict:
     return metrics
 
 
+def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
+    """What must be equal for a saved training state to be continued."""
+    return {
+        "model": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate, "weight_decay": config.weight_decay,
+        "positive_fraction": config.positive_fraction, "seed": config.seed,
+        "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> FitConfig:
     defaults = FitConfig(data=Path(), out=Path())
     parser = argparse.ArgumentParser(
@@ -215,6 +244,14 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="auto picks CUDA when present"
     )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help=f"continue from OUT/{RESUME_FILE} (written after every epoch) if a run with the same settings wrote it",
+    )
+    parser.add_argument(
+        "--stop-after-epochs", type=int, default=None, metavar="N",
+        help="end this invocation after N epochs (a time-boxed job); a later --resume continues",
+    )
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or not 0.0 < args.positive_fraction < 1.0:
         parser.error("--epochs and --batch-size must be >= 1 and --positive-fraction in (0, 1)")
@@ -228,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"error: interrupted; the last finished epoch is in {config.out / RESUME_FILE}, continue with --resume",
+              file=sys.stderr)
+        return 130
+    if "stopped_after_epoch" in metrics:
+        return 0
     test = metrics["test"]
     print(
         f"{config.model}: test accuracy {test['accuracy']:.4f}, FRR {test['frr']:.4f}, FAR {test['far']:.4f}, "
