@@ -41,6 +41,7 @@ help:
 	@echo "make data | train | convert | summary    the stages of train-and-convert, one at a time"
 	@echo "make bench               latency/throughput/memory/size/accuracy of every artifact -> benchmarks/report/"
 	@echo "make bench-report DEVICE_RESULTS=pi.json   merge device results (edge_runtime bench) into that report"
+	@echo "make edge-package        device tarball -> $(OUT)/kws-edge.tar.gz (docs/edge-device.md)"
 	@echo "make clean               remove $(OUT)/ (keeps the data cache $(CACHE)/ and the environments)"
 	@echo ""
 	@echo "Options (current value):"
@@ -132,3 +133,10 @@ clean:
 clean-venvs:
 	rm -rf $(TRAIN_VENV) $(EDGE_VENV)
 
+# ---- edge device package (docs/edge-device.md) ----
+# make edge-package [BUNDLE=$(OUT)/edge] [PACKAGE_DIR=$(OUT)] -> $(PACKAGE_DIR)/kws-edge.tar.gz
+BUNDLE ?= $(OUT)/edge
+PACKAGE_DIR ?= $(OUT)
+.PHONY: edge-package
+edge-package: $(EDGE_VENV)/.installed
+	bash deploy/build_package.sh "$(BUNDLE)" "$(PACKAGE_DIR)" "$(CURDIR)/$(EPY)"

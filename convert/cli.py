@@ -22,6 +22,7 @@ from convert.pipeline import (
     ConversionOptions,
     run_conversion,
 )
+from convert.streaming import DEFAULT_OUTPUTS_PER_STEP, DEFAULT_SMOOTHING_SECONDS, STREAM_INT8_FILE
 from edge_runtime.errors import KwsError
 
 METRIC_COLUMNS = (("accuracy", "accuracy"), ("FRR", "frr"), ("FAR", "far"), ("ROC AUC", "roc_auc"))
@@ -75,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
         f"the threshold; below it no manifest is written (default: {DEFAULT_MIN_AGREEMENT})",
     )
     parser.add_argument(
+        "--stream-outputs-per-step",
+        type=_positive_int,
+        default=DEFAULT_OUTPUTS_PER_STEP,
+        metavar="N",
+        help=f"streaming model ({STREAM_INT8_FILE}, dscnn only): outputs per interpreter call, each one stem "
+        f"stride of feature frames (20 ms by default); more amortises the per-call cost and adds latency "
+        f"(default: {DEFAULT_OUTPUTS_PER_STEP}, i.e. 100 ms of audio per call)",
+    )
+    parser.add_argument(
+        "--smoothing-seconds",
+        type=float,
+        default=DEFAULT_SMOOTHING_SECONDS,
+        metavar="S",
+        help=f"streaming.smoothing_seconds written to the manifest: the live detector's moving average of the "
+        f"keyword probability (default: {DEFAULT_SMOOTHING_SECONDS})",
+    )
+    parser.add_argument(
         "--refractory-seconds",
         type=float,
         default=DEFAULT_REFRACTORY_SECONDS,
@@ -116,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         min_agreement=args.min_agreement,
         refractory_seconds=args.refractory_seconds,
         window_hop_seconds=args.window_hop_seconds,
+        stream_outputs_per_step=args.stream_outputs_per_step,
+        smoothing_seconds=args.smoothing_seconds,
         keep_work=args.keep_work,
     )
     try:
@@ -157,6 +177,14 @@ def summary_table(manifest: dict, out: Path) -> str:
         f"float paths: ONNX vs torch max {consistency['onnx_vs_torch_max_abs']:.2g}, "
         f"TFLite float32 vs ONNX max {consistency['tflite_float32_vs_onnx_max_abs']:.2g}"
     )
+    if "streaming" in manifest:
+        stream, checks = manifest["streaming"], manifest["streaming"]["checks"]
+        cpu = manifest["reference_latency"]["cpu"]
+        lines.append(
+            f"streaming {stream['file']} ({stream['bytes']} bytes, state {stream['state_size']}): float32 vs window "
+            f"max {checks['float32_vs_window_max_abs']:.2g}, int8 vs int8 window "
+            f"{checks['int8_vs_window_int8']['decision_agreement']:.2%} same decisions; rtf {cpu['rtf']:.5f} here"
+        )
     return "\n".join(lines)
 
 

@@ -55,7 +55,9 @@ def build_manifest(
     metrics: dict,
     refractory_seconds: float = DEFAULT_REFRACTORY_SECONDS,
     window_hop_seconds: float = DEFAULT_WINDOW_HOP_SECONDS,
+    extra: dict | None = None,
 ) -> dict:
+    """The manifest; `extra`: further sections (`streaming`, `reference_latency`) added as they are."""
     deployed = TfliteModel(files.int8_tflite)
     return {
         "format": MANIFEST_FORMAT,
@@ -89,6 +91,7 @@ def build_manifest(
             "versions": package_versions(),
         },
         "metrics": metrics,
+        **(extra or {}),
     }
 
 

@@ -1,7 +1,9 @@
 """Checkpoint -> deployable bundle: ONNX, TFLite float32 and int8, every artifact scored, manifest written last.
 
 The output folder ends up holding only what is deployed or needed to audit it: `model_int8.tflite` (the model the
-manifest names), `model_float32.tflite`, `model.onnx`, `manifest.json` and `conversion_log.txt`. onnx2tf's
+manifest names), `model_float32.tflite`, `model.onnx`, `manifest.json` and `conversion_log.txt`; for a streamable
+model (the DS-CNN) also `model_stream_int8.tflite` (what `python -m edge_runtime run` deploys) and its float32 twin
+(see `streaming.py`), and the workstation's reference latencies in the manifest (`reference_latency.py`). onnx2tf's
 intermediate files live in `<out>/work/`, removed at the end. A stale `manifest.json` is removed first, so a
 conversion that fails half-way never leaves a bundle that looks valid.
 """
@@ -27,9 +29,20 @@ from convert.manifest_writer import (
     build_manifest,
     write_manifest,
 )
+from convert.reference_latency import reference_latency
+from convert.stream_model import StreamingDSCNN
+from convert.streaming import (
+    DEFAULT_OUTPUTS_PER_STEP,
+    DEFAULT_SMOOTHING_SECONDS,
+    StreamOptions,
+    export_streaming,
+    streamable,
+)
 from convert.to_tflite import convert_to_tflite
 from convert.windows import WindowMaker
 from edge_runtime.manifest import MANIFEST_NAME, DetectionSettings, load_bundle
+from edge_runtime.postprocess import DetectionPolicy
+from edge_runtime.stream_manifest import entry_from_section, load_stream_bundle
 from train.checkpoint import CheckpointInfo, load_checkpoint
 from train.data.clipset import ClipSet
 
@@ -40,6 +53,7 @@ INT8_FILE, FLOAT32_FILE, ONNX_FILE, LOG_FILE, WORK_DIR = (
     "conversion_log.txt",
     "work",
 )
+STREAM_LOG_FILE = "conversion_log_stream.txt"
 DEFAULT_CALIBRATION_WINDOWS = 300
 # Float paths compute the same function: torch vs ONNX measured <= 8e-7, TFLite float32 vs ONNX <= 1e-7.
 DEFAULT_FLOAT_TOLERANCE = 1e-4
@@ -58,6 +72,8 @@ class ConversionOptions:
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     refractory_seconds: float = DEFAULT_REFRACTORY_SECONDS
     window_hop_seconds: float = DEFAULT_WINDOW_HOP_SECONDS
+    stream_outputs_per_step: int = DEFAULT_OUTPUTS_PER_STEP
+    smoothing_seconds: float = DEFAULT_SMOOTHING_SECONDS
     keep_work: bool = False
 
 
@@ -79,7 +95,7 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
         raise ConversionError(f"cannot use {out} as output folder ({error})", exit_code=EXIT_BAD_INPUT) from None
     work = out / WORK_DIR
     try:
-        say(f"[1/5] feature windows from {clipset_path} (test split, {options.calibration_windows} calibration)")
+        say(f"[1/6] feature windows from {clipset_path} (test split, {options.calibration_windows} calibration)")
         maker = WindowMaker(clipset, info.feature_spec)
         test, calibration = maker.split("test"), maker.calibration(options.calibration_windows)
         if len(test) == 0 or len(calibration) == 0:
@@ -88,7 +104,7 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
             )
         say(f"      {len(test)} test windows, {len(calibration)} calibration windows")
 
-        say(f"[2/5] ONNX export (opset {options.opset}) and check against torch")
+        say(f"[2/6] ONNX export (opset {options.opset}) and check against torch")
         onnx_path = export_onnx(model, info.feature_spec, out / ONNX_FILE, options.opset)
         probabilities = {
             "torch": torch_probabilities(model, test.features),
@@ -97,13 +113,13 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
         checks = {"onnx_vs_torch_max_abs": max_abs_difference(probabilities["onnx"], probabilities["torch"])}
         _check_within(checks["onnx_vs_torch_max_abs"], options.float_tolerance, "ONNX vs torch")
 
-        say("[3/5] onnx2tf: TFLite float32 and int8 (takes a while)")
+        say("[3/6] onnx2tf: TFLite float32 and int8 (takes a while)")
         tflite = convert_to_tflite(onnx_path, calibration.features, work, out / LOG_FILE)
         shutil.copyfile(tflite.float32, out / FLOAT32_FILE)
         shutil.copyfile(tflite.int8, out / INT8_FILE)
         say(f"      onnx2tf took {tflite.seconds:.1f} s")
 
-        say("[4/5] scoring TFLite models through the edge runtime interpreter")
+        say("[4/6] scoring TFLite models through the edge runtime interpreter")
         probabilities["tflite_float32"] = tflite_probabilities(out / FLOAT32_FILE, test.features)
         probabilities["tflite_int8"] = tflite_probabilities(out / INT8_FILE, test.features)
         checks["tflite_float32_vs_onnx_max_abs"] = max_abs_difference(
@@ -113,7 +129,9 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
         metrics = _metrics(probabilities, test.labels, info, checks)
         check_agreement(metrics["int8_vs_float32"], options.min_agreement)
 
-        say("[5/5] manifest")
+        streaming = _streaming(model, info, options, calibration.features, test.features, work, say)
+
+        say("[6/6] manifest")
         files = BundleFiles(out / INT8_FILE, out / FLOAT32_FILE, onnx_path, options.opset)
         manifest = build_manifest(
             info,
@@ -122,13 +140,64 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
             metrics,
             options.refractory_seconds,
             options.window_hop_seconds,
+            extra=streaming,
         )
         write_manifest(out, manifest)
         load_bundle(out)  # the edge runtime's own checks, before anyone copies the bundle to a device
+        if streaming:
+            load_stream_bundle(out)
         return manifest
     finally:
         if not options.keep_work:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _streaming(model, info: CheckpointInfo, options: ConversionOptions, calibration, test, work: Path, say) -> dict:
+    """The streaming model and the reference latencies (manifest sections), or nothing for a model that does not
+    stream (the CRNN teacher)."""
+    spec = info.feature_spec
+    if not streamable(model, spec):
+        say(f"[5/6] streaming model: skipped, {info.architecture} does not stream (only the dscnn does)")
+        return {}
+    say(f"[5/6] streaming model ({options.stream_outputs_per_step} outputs per step), onnx2tf, stream == window check")
+    stream_options = StreamOptions(
+        outputs_per_step=options.stream_outputs_per_step,
+        smoothing_seconds=options.smoothing_seconds,
+        opset=options.opset,
+        float_tolerance=options.float_tolerance,
+        min_agreement=options.min_agreement,
+    )
+    out = options.out
+    section = export_streaming(
+        model,
+        spec,
+        info.threshold,
+        info.keyword_index,
+        calibration,
+        test,
+        out,
+        work,
+        out / STREAM_LOG_FILE,
+        stream_options,
+        window_int8=out / INT8_FILE,
+    )
+    checks = section["checks"]
+    versus_float = checks["int8_vs_window"]
+    say(
+        f"      over {checks['windows']} windows: float32 stream vs window max "
+        f"{checks['float32_vs_window_max_abs']:.2g}; int8 stream vs int8 window "
+        f"{checks['int8_vs_window_int8']['decision_agreement']:.2%} same decisions (vs float window "
+        f"{versus_float['decision_agreement']:.2%}, max {versus_float['max_abs_probability_difference']:.3f})"
+    )
+    entry = entry_from_section(section, out, spec)
+    policy = DetectionPolicy(info.threshold, options.refractory_seconds, options.smoothing_seconds)
+    stream = StreamingDSCNN(model, spec, options.stream_outputs_per_step)
+    references = reference_latency(entry, info.keyword_index, policy, stream)
+    say(
+        f"      reference latency on this CPU: rtf {references['cpu']['rtf']:.5f}; GPU: "
+        f"{references['gpu'].get('rtf', references['gpu'].get('status'))}"
+    )
+    return {"streaming": section, "reference_latency": references}
 
 
 def _load_checkpoint(path: Path):

@@ -79,7 +79,13 @@ def conv_unsqueeze_fixes(onnx_path: Path) -> list[dict]:
     return fixes
 
 
-def onnx2tf_command(onnx_path: Path, out_dir: Path, calibration_path: Path, extra: list[str]) -> list[str]:
+def onnx2tf_command(onnx_path: Path, out_dir: Path, calibration_paths: dict[str, Path], extra: list[str]) -> list[str]:
+    """One `-cind NAME FILE MEAN STD` per model input; every input keeps its ONNX shape (`-kat`)."""
+    calibration = [
+        part
+        for name, path in calibration_paths.items()
+        for part in ("-cind", name, str(path), CALIBRATION_MEAN, CALIBRATION_STD)
+    ]
     return [
         str(venv_bin() / "onnx2tf"),
         "-i",
@@ -87,27 +93,30 @@ def onnx2tf_command(onnx_path: Path, out_dir: Path, calibration_path: Path, extr
         "-o",
         str(out_dir),
         "-kat",
-        INPUT_NAME,
+        *calibration_paths,
         "-oiqt",
         "-qt",
         "per-channel",
-        "-cind",
-        INPUT_NAME,
-        str(calibration_path),
-        CALIBRATION_MEAN,
-        CALIBRATION_STD,
+        *calibration,
         *extra,
     ]
 
 
-def convert_to_tflite(onnx_path: Path, calibration: np.ndarray, work_dir: Path, log_path: Path) -> TfliteFiles:
-    """Run onnx2tf in `work_dir`; its whole output goes to `log_path`. Returns the two files we deploy."""
+def convert_to_tflite(
+    onnx_path: Path, calibration: np.ndarray | dict[str, np.ndarray], work_dir: Path, log_path: Path
+) -> TfliteFiles:
+    """Run onnx2tf in `work_dir`; its whole output goes to `log_path`. Returns the two files we deploy.
+
+    `calibration`: the `features` windows, or (for a model with several inputs) one array per input name, each
+    [samples, *input shape without the batch axis]."""
     onnx2tf = venv_bin() / "onnx2tf"
     if not onnx2tf.is_file():
         raise ConversionError(f"onnx2tf not found at {onnx2tf}; create the training venv with `make venvs`")
     work_dir.mkdir(parents=True, exist_ok=True)
-    calibration_path = work_dir / "calibration.npy"
-    np.save(calibration_path, np.ascontiguousarray(calibration, dtype=np.float32))
+    inputs = calibration if isinstance(calibration, dict) else {INPUT_NAME: calibration}
+    calibration_paths = {name: work_dir / f"calibration_{name}.npy" for name in inputs}
+    for name, data in inputs.items():
+        np.save(calibration_paths[name], np.ascontiguousarray(data, dtype=np.float32))
     extra = ["-eru"] if has_recurrent_ops(onnx_path) else []
     fixes = conv_unsqueeze_fixes(onnx_path)
     if fixes:
@@ -115,7 +124,7 @@ def convert_to_tflite(onnx_path: Path, calibration: np.ndarray, work_dir: Path, 
         param_file.write_text(json.dumps({"format_version": 1, "operations": fixes}, indent=1))
         extra += ["-prf", str(param_file)]
     out_dir = work_dir / "onnx2tf"
-    command = onnx2tf_command(onnx_path, out_dir, calibration_path, extra)
+    command = onnx2tf_command(onnx_path, out_dir, calibration_paths, extra)
     env = dict(os.environ, PATH=f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}")
     started = time.monotonic()
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, check=False)

@@ -11,7 +11,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import soxr
 
 from .errors import KwsError
@@ -41,6 +40,8 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
         raise KwsError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     if path.stat().st_size == 0:
         raise KwsError(f"{path}: file is empty; {ALLOWED}")
+    import soundfile  # here, not at the top: libsndfile costs 3 MB of RSS that a microphone service does not need
+
     try:
         with soundfile.SoundFile(path) as wav:
             format_, subtype, file_rate = wav.format, wav.subtype, wav.samplerate

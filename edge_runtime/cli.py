@@ -1,4 +1,8 @@
-"""`python -m edge_runtime score|detect`: keyword scores and detections for WAV files, as JSON lines on stdout.
+"""`python -m edge_runtime score|detect|run|bench`.
+
+- `score`/`detect`: keyword scores and detections for WAV files (window model), as JSON lines on stdout.
+- `run`: the live streaming detector on a microphone, standard input or a WAV file (`runner.py`).
+- `bench`: the streaming pipeline's cost on this machine (`bench.py`).
 
 A bad bundle stops everything: `error: ...` on stderr, exit 2. A bad audio file is reported the same way, the
 other files are still processed, and the exit status is 2 at the end. No tracebacks for bad input.
@@ -10,6 +14,7 @@ import argparse
 import json
 import sys
 
+from . import bench, config, runner
 from .audio_io import ACCEPTED_AUDIO, read_audio
 from .detector import KeywordScorer, find_detections
 from .errors import KwsError
@@ -26,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keyword spotting on WAV files with a converted model bundle (numpy + TFLite interpreter).",
         epilog=f"Audio files: {ACCEPTED_AUDIO}; channels are averaged, audio is resampled to the model's rate (soxr).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{score,detect}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{score,detect,run,bench}")
     score = commands.add_parser(
         "score",
         help="print the highest keyword probability of each file",
@@ -66,7 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds after a detection in which no new one fires (default: the manifest's refractory_seconds)",
     )
+    add_run_parser(commands)
+    bench.add_parser(commands)
     return parser
+
+
+def add_run_parser(commands) -> None:
+    run = commands.add_parser(
+        "run",
+        help="live streaming detection from a microphone, standard input or a WAV file",
+        description="Streaming keyword detection: the int8 streaming model scores every 20 ms of audio; a "
+        "detection fires when the smoothed keyword probability reaches the threshold outside the refractory "
+        'period. One JSON line per detection on stdout: {"time_s": <seconds of audio since the start>, "keyword", '
+        '"score": <smoothed probability>, "latency_ms": <processing time from the audio\'s arrival to this line>, '
+        '"utc"}. Start line, warnings and latency summaries go to stderr. SIGTERM/SIGINT: clean stop, exit 0.',
+        epilog="Settings come from the command line, else the --config file, else the defaults shown; detection "
+        "settings left unset come from the bundle's manifest. Source: --wav, --stdin, or else the microphone.",
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML file with any of the settings below by key name "
+        "(example with every key: deploy/kws-edge.toml) (default: none)",
+    )
+    run.add_argument(
+        "--list-devices", action="store_true", help="print the microphones PortAudio sees and exit (default: off)"
+    )
+    config.add_arguments(run)
 
 
 def positive_int(text: str) -> int:
@@ -92,6 +124,11 @@ def non_negative_float(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "bench"):
+        try:
+            return run_command(args) if args.command == "run" else bench.main(args)
+        except KwsError as error:
+            return report(error)
     try:
         bundle = load_bundle(args.model, num_threads=args.threads)
     except KwsError as error:
@@ -121,3 +158,13 @@ def emit(record: dict) -> None:
 def report(error: KwsError) -> int:
     print(f"error: {error}", file=sys.stderr, flush=True)
     return EXIT_BAD_INPUT
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.list_devices:
+        from .microphone import list_devices
+
+        print(list_devices(), flush=True)
+        return EXIT_OK
+    settings = config.resolve(args, config.read_config(args.config) if args.config else {})
+    return runner.run(settings)

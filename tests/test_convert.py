@@ -46,10 +46,13 @@ def test_bundle_holds_only_deployed_files(dscnn_bundle):
     _, out, _ = dscnn_bundle
     assert sorted(p.name for p in out.iterdir()) == [
         "conversion_log.txt",
+        "conversion_log_stream.txt",
         "manifest.json",
         "model.onnx",
         "model_float32.tflite",
         "model_int8.tflite",
+        "model_stream_float32.tflite",
+        "model_stream_int8.tflite",
     ]
     log = (out / "conversion_log.txt").read_text()
     assert "onnx2tf exit status 0" in log and "-kat features" in log and "\x1b[" not in log

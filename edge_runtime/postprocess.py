@@ -1,0 +1,81 @@
+"""From a stream of keyword probabilities to detections: smoothing, threshold, refractory period.
+
+The probability is averaged over the last `smoothing_seconds` of outputs (a moving average, so one noisy output
+does not fire). A detection fires when the smoothed probability rises to the threshold: at the first output at or
+above it after an output below it, and at least `refractory_seconds` after the previous detection. A spoken
+keyword stays in view for up to a window plus its own length (about 1.5 s), so the score can stay high longer
+than the refractory period: needing it to fall below the threshold first is what makes one utterance one
+detection. Firing at the crossing (not at the peak) keeps the latency down: the detection is reported as soon as
+it is known.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .detector import TIME_TOLERANCE_S
+
+
+@dataclass(frozen=True)
+class DetectionPolicy:
+    threshold: float
+    refractory_seconds: float
+    smoothing_seconds: float
+
+    def problems(self) -> list[str]:
+        found = []
+        if not 0.0 <= self.threshold <= 1.0:
+            found.append(f"threshold {self.threshold} must be in 0..1")
+        if not self.refractory_seconds >= 0.0:
+            found.append(f"refractory {self.refractory_seconds} s must be >= 0")
+        if not self.smoothing_seconds >= 0.0:
+            found.append(f"smoothing {self.smoothing_seconds} s must be >= 0")
+        return found
+
+
+@dataclass(frozen=True)
+class StreamDetection:
+    """A detection: stream time of the output that fired (seconds since the stream started), smoothed score."""
+
+    time_s: float
+    score: float
+
+
+class PostProcessor:
+    """Feed it each step's output times and keyword probabilities; it returns the detections they make."""
+
+    def __init__(self, policy: DetectionPolicy, output_period_s: float) -> None:
+        self.policy = policy
+        self.window = max(1, round(policy.smoothing_seconds / output_period_s))
+        self._kernel = np.full(self.window, 1.0 / self.window, np.float32)
+        self._recent = np.zeros(self.window - 1, np.float32)  # the silence the stream is primed with scores ~0
+        self._next_allowed_s = -math.inf
+        self._armed = True  # the score was below the threshold since the last rise
+
+    def update(self, times_s: np.ndarray, scores: np.ndarray) -> list[StreamDetection]:
+        joined = np.concatenate([self._recent, scores.astype(np.float32, copy=False)])
+        smoothed = np.convolve(joined, self._kernel, mode="valid") if self.window > 1 else joined
+        if self.window > 1:
+            self._recent = joined[-(self.window - 1) :]
+        above = smoothed >= self.policy.threshold
+        if self._armed and not above.any():
+            return []  # the common case, without a Python loop
+        detections = []
+        for index, is_above in enumerate(above.tolist()):
+            if not is_above:
+                self._armed = True
+            elif self._armed:
+                self._armed = False  # a rise: fires unless it is within the refractory period
+                time_s = float(times_s[index])
+                if time_s >= self._next_allowed_s - TIME_TOLERANCE_S:
+                    detections.append(StreamDetection(time_s, float(smoothed[index])))
+                    self._next_allowed_s = time_s + self.policy.refractory_seconds
+        return detections
+
+    def reset(self) -> None:
+        self._recent[:] = 0.0
+        self._next_allowed_s = -math.inf
+        self._armed = True

@@ -1,0 +1,170 @@
+"""Streaming keyword scores: audio chunks of any size in, keyword probabilities every model output period out.
+
+- `StreamingFrontEnd`: the log-mel front-end, fed incrementally. Each sample enters once; only the samples the next
+  frame still needs (less than one window) are kept between calls. Frames are computed by `LogMelFrontEnd`
+  itself, a step's worth at a time, so stream and window features come from one implementation.
+- `StreamingModel`: the streaming TFLite step (`frames` + `state` -> `probabilities` + `state_out`). The int8
+  state goes back in exactly as it came out (conversion checked that state input and output share scale and zero
+  point), and the state starts primed with digital silence, so the first outputs already mean something.
+- `StreamingScorer`: both together. Audio is cut into model steps of `frames_per_step` hops; a step's outputs are
+  the same whatever chunk sizes the audio arrived in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import KwsError
+from .features import FeatureSpec, LogMelFrontEnd
+from .interpreter import DEFAULT_THREADS, Interpreter, TensorInfo, native_stderr_silenced, quantize
+from .stream_manifest import StreamingEntry
+
+
+class StreamingFrontEnd:
+    """Log-mel frames of an endless signal, `frames_per_call` frames at a time."""
+
+    def __init__(self, spec: FeatureSpec, frames_per_call: int) -> None:
+        self.spec = spec
+        self.frames_per_call = frames_per_call
+        self._front_end = LogMelFrontEnd(spec)
+        # Samples needed for `frames_per_call` frames, and how far the next call's first frame starts after this one.
+        self.samples_per_call = (frames_per_call - 1) * spec.hop_samples + spec.window_samples
+        self.advance = frames_per_call * spec.hop_samples
+        self._pending = np.zeros(0, np.float32)
+
+    @property
+    def new_samples_per_call(self) -> int:
+        """Fresh samples each call consumes once the first window is filled: one hop per frame."""
+        return self.advance
+
+    def push(self, audio: np.ndarray) -> None:
+        self._pending = np.concatenate([self._pending, np.asarray(audio, dtype=np.float32).ravel()])
+
+    def ready(self) -> bool:
+        return self._pending.shape[0] >= self.samples_per_call
+
+    def pop(self) -> np.ndarray:
+        """The next `frames_per_call` frames [frames_per_call, n_mels]; call only when `ready()`."""
+        frames = self._front_end.frames(self._pending[: self.samples_per_call])
+        self._pending = self._pending[self.advance :]
+        return frames
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+
+
+class StreamingModel:
+    """The streaming TFLite step with its state; `step(frames)` -> float32 probabilities [outputs, classes]."""
+
+    def __init__(self, entry: StreamingEntry, num_threads: int = DEFAULT_THREADS) -> None:
+        if Interpreter is None:
+            raise KwsError("no TFLite interpreter installed: install ai-edge-litert (or tflite-runtime)")
+        self.entry = entry
+        try:
+            self._interpreter = Interpreter(model_path=str(entry.path), num_threads=num_threads)
+            with native_stderr_silenced():
+                self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise KwsError(f"streaming model {entry.path} is not a loadable TFLite model ({error})") from None
+        found = {
+            d["name"]: d for d in (*self._interpreter.get_input_details(), *self._interpreter.get_output_details())
+        }
+        tensors = {}
+        for role, declared in entry.tensors.items():
+            if declared.name not in found:
+                raise KwsError(
+                    f"streaming model {entry.path} has no tensor '{declared.name}' ({role}); it has {sorted(found)}"
+                )
+            actual = TensorInfo.from_details(found[declared.name])
+            if actual != declared:
+                raise KwsError(f"streaming model {entry.path}: {role} is {actual}, the manifest says {declared}")
+            tensors[role] = found[declared.name]["index"]
+        self._frames_index, self._state_index = tensors["frames"], tensors["state"]
+        self._probabilities_index, self._state_out_index = tensors["probabilities"], tensors["state_out"]
+        self.frames_info, self.probabilities_info = entry.tensors["frames"], entry.tensors["probabilities"]
+        self._frames_shape = entry.tensors["frames"].shape
+        self._primed_state = self._silence_state()
+        self._state = self._primed_state.copy()
+
+    def _silence_state(self) -> np.ndarray:
+        """The state after a clip of digital silence: log-mel at its floor for `prime_steps` steps."""
+        state_info = self.entry.tensors["state"]
+        self._state = quantize(np.zeros(state_info.shape, np.float32), state_info)  # overwritten by the priming
+        silence = np.full(
+            (self.entry.frames_per_step, self.entry.spec.n_mels), np.log(self.entry.spec.log_floor), np.float32
+        )
+        for _ in range(self.entry.prime_steps):
+            self.step(silence)
+        return self._state
+
+    def reset(self) -> None:
+        self._state = self._primed_state.copy()
+
+    def step(self, frames: np.ndarray) -> np.ndarray:
+        """Frames [frames_per_step, n_mels] float32 -> keyword-and-other probabilities [outputs_per_step, classes]."""
+        interpreter = self._interpreter
+        interpreter.set_tensor(self._frames_index, quantize(frames.reshape(self._frames_shape), self.frames_info))
+        interpreter.set_tensor(self._state_index, self._state)
+        interpreter.invoke()
+        self._state = interpreter.get_tensor(self._state_out_index)
+        raw = interpreter.get_tensor(self._probabilities_index)[0]
+        info = self.probabilities_info
+        if not info.quantized:
+            return raw
+        return (raw.astype(np.float32) - info.zero_point) * np.float32(info.scale)
+
+
+@dataclass(frozen=True)
+class StepScores:
+    """One model step: keyword probability and stream time (seconds, end of the newest sample read) per output,
+    and the time spent in the front-end and the model."""
+
+    times_s: np.ndarray
+    scores: np.ndarray
+    features_ns: int
+    model_ns: int
+
+
+class StreamingScorer:
+    """Front-end + streaming model: `push(audio)` returns the steps that audio completed."""
+
+    def __init__(self, entry: StreamingEntry, keyword_index: int, num_threads: int = DEFAULT_THREADS) -> None:
+        self.entry = entry
+        self.spec = entry.spec
+        self.keyword_index = keyword_index
+        self.front_end = StreamingFrontEnd(entry.spec, entry.frames_per_step)
+        self.model = StreamingModel(entry, num_threads)
+        self.steps_done = 0
+        spec = entry.spec
+        outputs = np.arange(entry.outputs_per_step)
+        # Frame f ends at sample f * hop + window; output n has read up to frame output_frame_offset + n * stride.
+        self._first_times = (
+            (entry.output_frame_offset + outputs * entry.stride_frames) * spec.hop_samples + spec.window_samples
+        ) / spec.sample_rate
+        self._step_seconds = entry.frames_per_step * spec.hop_samples / spec.sample_rate
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self._step_seconds
+
+    def push(self, audio: np.ndarray) -> list[StepScores]:
+        self.front_end.push(audio)
+        steps = []
+        while self.front_end.ready():
+            started = time.perf_counter_ns()
+            frames = self.front_end.pop()
+            featured = time.perf_counter_ns()
+            probabilities = self.model.step(frames)
+            done = time.perf_counter_ns()
+            times = self._first_times + self.steps_done * self._step_seconds
+            steps.append(StepScores(times, probabilities[:, self.keyword_index], featured - started, done - featured))
+            self.steps_done += 1
+        return steps
+
+    def reset(self) -> None:
+        self.front_end.reset()
+        self.model.reset()
+        self.steps_done = 0

@@ -1,0 +1,200 @@
+"""Streaming equals window: the streaming step gives the window model's probabilities on every window it passes.
+
+Two levels:
+- torch: the streaming wrapper of several `CausalDSCNN` configurations (other channels, dilations, strides, a stem
+  kernel shorter than its stride, BatchNorms replaced as folding would) against the window model, for several
+  outputs per step: equal to float rounding (<= 1e-5; measured ~1e-7).
+- the product: the converted bundle's streaming TFLite models through the edge runtime's `StreamingScorer`, fed
+  audio in chunks of 1 sample, one hop, odd sizes and whole seconds. Every chunking gives bit-identical outputs;
+  the float32 step equals the window float32 TFLite model within FLOAT_TOLERANCE, and the int8 step is within
+  INT8_TOLERANCE of the window model (float and int8) with the same decisions at the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from convert.stream_model import NotStreamable, StreamingDSCNN, StreamLayout, window_start_of_output
+from edge_runtime.features import LogMelFrontEnd
+from edge_runtime.interpreter import TfliteModel
+from edge_runtime.postprocess import DetectionPolicy, PostProcessor
+from edge_runtime.stream_manifest import load_stream_bundle
+from edge_runtime.streaming import StreamingFrontEnd, StreamingScorer
+from tests.tiny import LABELS, SPEC, TINY_CONFIGS, keyword_sound, other_sound, shared_dscnn_bundle
+from train.models import build_model
+
+FLOAT_TOLERANCE = 1e-5  # probability, float32 stream vs float32 window (measured <= 3e-7)
+INT8_TOLERANCE = 0.06  # probability, int8 stream vs window (measured 0.03 on the tiny model: a few int8 steps)
+CHUNK_SIZES = (1, 37, SPEC.hop_samples, 1000, SPEC.sample_rate)
+CONFIGS = [
+    {},
+    TINY_CONFIGS["dscnn"],
+    {"channels": 8, "stem_kernel": 2, "stem_stride": 3, "dilations": [1, 3]},  # stem kernel < stride
+    {"channels": 8, "stem_kernel": 5, "stem_stride": 1, "kernel_size": 2, "dilations": [1, 1, 2]},
+]
+
+
+def randomised(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BatchNorm statistics, so normalisation matters in the comparison."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.copy_(torch.rand(module.num_features, generator=generator) * 2 - 1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+    return model.eval()
+
+
+def folded(model: torch.nn.Module) -> torch.nn.Module:
+    """BatchNorms replaced by Identity, as a compression pass that folds them into the convolutions leaves it."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.BatchNorm1d):
+                setattr(parent, name, torch.nn.Identity())
+    return model
+
+
+def stream_vs_window(model: torch.nn.Module, steps: int, features: torch.Tensor, encoded: bool = False) -> float:
+    stream = StreamingDSCNN(model, SPEC, steps).eval()
+    if encoded:  # any affine encoding of the buffers decodes to the same values
+        stream.encode_state([(-3.0 - index, 2.0 + 2 * index) for index in range(len(stream.layout.buffers))])
+    layout, window = stream.layout, SPEC.frames_per_clip
+    floor = torch.full((window, SPEC.n_mels), float(np.log(SPEC.log_floor)))
+    state = stream.zero_state()
+    outputs = []
+    with torch.no_grad():
+        for _ in range(layout.prime_steps(stream.frames_per_step)):
+            _, state = stream(floor[: stream.frames_per_step].reshape(1, -1), state)
+        for start in range(0, len(features), stream.frames_per_step):
+            probabilities, state = stream(features[start : start + stream.frames_per_step].reshape(1, -1), state)
+            outputs.append(probabilities[0])
+        streamed = torch.cat(outputs)
+        padded = torch.cat([floor, features, floor])
+        starts = [window_start_of_output(layout, n) + window for n in range(len(streamed))]
+        windows = torch.stack([padded[s : s + window] for s in starts])
+        expected = torch.softmax(model(windows), dim=-1)
+    return float((streamed - expected).abs().max())
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["default", "tiny", "stride3-kernel2", "stride1"])
+@pytest.mark.parametrize("steps", [1, 3, 5])
+def test_torch_stream_equals_window_model(config, steps):
+    torch.manual_seed(0)
+    model = randomised(build_model("dscnn", SPEC.n_mels, len(LABELS), **config))
+    stream_frames = StreamLayout.of(model, SPEC).stride * steps * 30
+    features = torch.randn(stream_frames, SPEC.n_mels) * 3 - 6
+    assert stream_vs_window(model, steps, features) <= FLOAT_TOLERANCE
+    assert stream_vs_window(model, steps, features, encoded=True) <= FLOAT_TOLERANCE
+
+
+def test_torch_stream_of_a_folded_model_equals_its_window_model():
+    torch.manual_seed(0)
+    model = folded(randomised(build_model("dscnn", SPEC.n_mels, len(LABELS), **TINY_CONFIGS["dscnn"])))
+    features = torch.randn(200, SPEC.n_mels)
+    assert stream_vs_window(model, 5, features) <= FLOAT_TOLERANCE
+
+
+def test_only_the_dscnn_streams():
+    crnn = build_model("crnn", SPEC.n_mels, len(LABELS), **TINY_CONFIGS["crnn"])
+    with pytest.raises(NotStreamable, match="only the causal DS-CNN streams; this model is a CRNN"):
+        StreamLayout.of(crnn, SPEC)
+    padded = build_model("dscnn", SPEC.n_mels, len(LABELS), **TINY_CONFIGS["dscnn"])
+    padded.blocks[0].depthwise.padding = (1,)
+    with pytest.raises(NotStreamable, match="block 0 must hold stride-1, unpadded Conv1d layers"):
+        StreamLayout.of(padded, SPEC)
+
+
+def test_front_end_stream_equals_whole_signal():
+    audio = np.random.default_rng(0).standard_normal(SPEC.sample_rate * 2).astype(np.float32) * 0.1
+    front_end = StreamingFrontEnd(SPEC, 10)
+    frames = []
+    for start in range(0, len(audio), 333):
+        front_end.push(audio[start : start + 333])
+        while front_end.ready():
+            frames.append(front_end.pop())
+    streamed = np.concatenate(frames)
+    whole = LogMelFrontEnd(SPEC).frames(audio)
+    assert streamed.shape[0] == whole.shape[0] // 10 * 10
+    np.testing.assert_allclose(streamed, whole[: streamed.shape[0]], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return shared_dscnn_bundle()
+
+
+@pytest.fixture(scope="module")
+def audio() -> np.ndarray:
+    """6 s: keyword chirps and noise bursts at known times (on digital silence, the tiny model's background)."""
+    rng = np.random.default_rng(3)
+    audio = np.zeros(6 * SPEC.sample_rate, np.float32)
+    for start, sound in ((0.5, keyword_sound(rng)), (2.0, other_sound(rng)), (3.4, keyword_sound(rng))):
+        at = int(start * SPEC.sample_rate)
+        audio[at : at + len(sound)] += sound
+    return audio
+
+
+def streamed_probabilities(bundle_dir, audio: np.ndarray, chunk: int, float32: bool) -> np.ndarray:
+    stream_bundle = load_stream_bundle(bundle_dir, float32=float32)
+    scorer = StreamingScorer(stream_bundle.stream, stream_bundle.keyword_index)
+    scores = [
+        step.scores for start in range(0, len(audio), chunk) for step in scorer.push(audio[start : start + chunk])
+    ]
+    return np.concatenate(scores)
+
+
+def window_probabilities(model_path, manifest: dict, audio: np.ndarray, outputs: int) -> np.ndarray:
+    """The window TFLite model on the window matching each stream output (silence frames before the audio)."""
+    layout = StreamLayout.of(build_model("dscnn", SPEC.n_mels, len(LABELS), **TINY_CONFIGS["dscnn"]), SPEC)
+    window = SPEC.frames_per_clip
+    floor = np.full((window, SPEC.n_mels), np.log(SPEC.log_floor), np.float32)
+    features = np.concatenate([floor, LogMelFrontEnd(SPEC).frames(audio)])
+    model = TfliteModel(model_path)
+    keyword = manifest["keyword_index"]
+    starts = [window_start_of_output(layout, n) + window for n in range(outputs)]
+    return np.array([model.probabilities(features[s : s + window])[keyword] for s in starts], np.float32)
+
+
+def test_bundle_stream_equals_window_model_for_every_chunking(bundle, audio):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    stream = manifest["streaming"]
+    assert stream["tensors"]["state"]["scale"] == stream["tensors"]["state_out"]["scale"]
+    assert stream["tensors"]["state"]["zero_point"] == stream["tensors"]["state_out"]["zero_point"]
+
+    by_chunk = {chunk: streamed_probabilities(bundle, audio, chunk, float32=False) for chunk in CHUNK_SIZES}
+    int8 = by_chunk[SPEC.hop_samples]
+    for chunk, scores in by_chunk.items():
+        np.testing.assert_array_equal(scores, int8, err_msg=f"chunks of {chunk} samples")
+    float32 = streamed_probabilities(bundle, audio, SPEC.hop_samples, float32=True)
+    steps = SPEC.num_frames(len(audio)) // stream["frames_per_step"]
+    assert float32.shape == int8.shape == (steps * stream["outputs_per_step"],)
+
+    window_float = window_probabilities(bundle / "model_float32.tflite", manifest, audio, len(float32))
+    window_int8 = window_probabilities(bundle / "model_int8.tflite", manifest, audio, len(int8))
+    assert np.abs(float32 - window_float).max() <= FLOAT_TOLERANCE
+    assert np.abs(int8 - window_float).max() <= INT8_TOLERANCE
+    assert np.abs(int8 - window_int8).max() <= INT8_TOLERANCE
+    threshold = manifest["detection"]["threshold"]
+    assert np.mean((int8 >= threshold) == (window_float >= threshold)) >= 0.97
+    assert window_float.max() > 0.9 and window_float.min() < 0.1  # the audio really holds keywords and non-keywords
+
+
+def test_postprocessing_fires_once_per_rise_and_respects_the_refractory_period():
+    period = 0.02
+    post = PostProcessor(DetectionPolicy(threshold=0.5, refractory_seconds=1.0, smoothing_seconds=0.0), period)
+    scores = np.zeros(200, np.float32)
+    scores[10:90] = 0.9  # one keyword held in view for 1.6 s: one detection at 0.22 s, not two
+    scores[100:105] = 0.9  # a new rise at 2.02 s, long after the refractory period: fires
+    scores[150:160] = 0.9  # a rise exactly 1 s (the refractory period) after that: fires
+    scores[170:175] = 0.9  # a rise 0.4 s after that: within the refractory period, ignored
+    times = (np.arange(200) + 1) * period
+    found = [round(d.time_s, 2) for d in post.update(times[:100], scores[:100])]  # steps split anywhere
+    found += [round(d.time_s, 2) for d in post.update(times[100:], scores[100:])]
+    assert found == [0.22, 2.02, 3.02]
+    smoothing = PostProcessor(DetectionPolicy(0.5, 1.0, 0.1), period)  # 5 outputs: a 2-output blip never fires
+    blip = np.zeros(20, np.float32)
+    blip[5:7] = 1.0
+    assert smoothing.update(times[:20], blip) == []
