@@ -119,6 +119,16 @@ def measure_all(args: argparse.Namespace, manifest: dict) -> list[dict]:
     return rows
 
 
+def measure_streaming(bundle: Path, edge_python: Path, seconds: float) -> dict | None:
+    """The deployed streaming pipeline, measured by the edge runtime's own `bench` (one pinned core, one thread)."""
+    command = [str(edge_python), "-m", "edge_runtime", "bench", "--model", str(bundle), "--seconds", str(seconds)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"not_measured": f"not measured: edge_runtime bench failed ({last})"}
+    return json.loads(result.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-measurements", action="store_true",
                         help="rebuild the report from the rows already in OUT/report.json (e.g. to merge device "
                              "results) instead of measuring again")
+    parser.add_argument("--stream-seconds", type=float, default=60.0,
+                        help="seconds of generated audio for the streaming pipeline's measurement")
     parser.add_argument("--history", type=Path, default=Path("benchmarks/history"),
                         help="where a report with measured GPU rows is also kept")
     args = parser.parse_args(argv)
@@ -156,14 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse_measurements:
         try:
             previous = json.loads((args.out / "report.json").read_text())
-            rows, machine = previous["rows"], previous["machine"]
+            rows, machine, edge_bench = previous["rows"], previous["machine"], previous.get("edge_bench")
         except (OSError, ValueError, KeyError) as error:
             print(f"error: cannot reuse {args.out / 'report.json'}: {error}; run `make bench` first", file=sys.stderr)
             return 2
     else:
         rows, machine = measure_all(args, manifest), machine_description()
+        if "streaming" in manifest:
+            print("measuring the streaming pipeline (edge_runtime bench) ...", file=sys.stderr, flush=True)
+            edge_bench = measure_streaming(args.artifacts / "edge", args.edge_python, args.stream_seconds)
+        else:
+            edge_bench = None
     try:
-        report = build_report(rows, manifest, machine, device_results,
+        report = build_report(rows, manifest, machine, device_results, edge_bench,
                               created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

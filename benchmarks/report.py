@@ -24,14 +24,26 @@ def _row(rows: list[dict], backend: str, precision: str | None = None, device: s
     return None
 
 
-def streaming_costs(rows: list[dict], manifest: dict) -> list[dict]:
-    """CPU time per second of audio for the file detector: one second of front-end plus one int8 window per hop."""
+def streaming_costs(rows: list[dict], manifest: dict, edge_bench: dict | None) -> list[dict]:
+    """CPU time per second of audio: the deployed streaming pipeline as `edge_runtime bench` measured it, and the
+    file detector (one second of front-end plus one int8 window per hop) for comparison."""
+    costs = []
+    if edge_bench and "rtf" in edge_bench:
+        costs.append({
+            "name": f"streaming int8 ({edge_bench['model']['file']}), features + model + post-processing",
+            "how": "edge_runtime bench: wall time over generated audio, one pinned core, one interpreter thread",
+            "cpu_us_per_audio_second": edge_bench["rtf"] * MICROSECONDS_PER_SECOND,
+            "rtf": edge_bench["rtf"],
+            "per_hop_us": edge_bench["per_hop_us"],
+            "peak_rss_mb": edge_bench["rss_mb"]["peak"],
+            "first_inference_s": edge_bench["first_inference_s"],
+        })
     features, int8 = _row(rows, "features"), _row(rows, "tflite", "int8")
     if features is None or int8 is None:
-        return []
+        return costs
     windows_per_second = 1.0 / manifest["detection"]["window_hop_seconds"]
     cost = features["latency"]["p50_us"] + windows_per_second * int8["latency"]["p50_us"]
-    return [{
+    return costs + [{
         "name": f"window scan, int8, hop {manifest['detection']['window_hop_seconds']} s",
         "how": "p50 of the 1 s numpy front-end + windows per second x p50 of one int8 window (single thread)",
         "cpu_us_per_audio_second": cost,
@@ -68,18 +80,20 @@ def merge_device_results(device_results: list[tuple[Path, dict]], streaming: lis
     for path, result in device_results:
         if not isinstance(result.get("rtf"), (int, float)):
             raise ValueError(f"device results {path} have no numeric top-level 'rtf'")
+        peak_rss = (result.get("rss_mb") or {}).get("peak", result.get("peak_rss_mb"))
         entry = {"source": str(path), "rtf": float(result["rtf"]), "device": result.get("device", {}),
-                 "latency": result.get("latency", {}), "peak_rss_mb": result.get("peak_rss_mb")}
+                 "per_hop_us": result.get("per_hop_us", {}), "peak_rss_mb": peak_rss}
         if proxy_rtf:
             entry["rtf_vs_workstation_proxy"] = entry["rtf"] / proxy_rtf
-        reference = result.get("reference_latencies") or {}
-        entry["reference_latencies"] = reference
+        # What the bundle recorded of the workstation at conversion time (CPU, and GPU when it had one).
+        entry["reference"] = result.get("reference") or {}
+        entry["ratio_to_reference"] = result.get("ratio_to_reference") or {}
         merged.append(entry)
     return merged
 
 
-def build_report(rows, manifest, machine, device_results, created_utc) -> dict:
-    streaming = streaming_costs(rows, manifest)
+def build_report(rows, manifest, machine, device_results, edge_bench, created_utc) -> dict:
+    streaming = streaming_costs(rows, manifest, edge_bench)
     report = {
         "format": REPORT_FORMAT,
         "created_utc": created_utc,
@@ -90,6 +104,7 @@ def build_report(rows, manifest, machine, device_results, created_utc) -> dict:
         "streaming": streaming,
         "ratios": ratios(rows, manifest),
         "devices": merge_device_results(device_results, streaming),
+        "edge_bench": edge_bench,
     }
     validate(report)
     return report

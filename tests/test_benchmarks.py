@@ -32,7 +32,7 @@ def tiny_report(tmp_path_factory):
     shutil.copy(checkpoint, artifacts / "train" / "dscnn" / "best.pt")
     out = root / "report"
     result = run_bench("--artifacts", str(artifacts), "--out", str(out), "--iterations", str(ITERATIONS),
-                       "--history", str(root / "history"))
+                       "--stream-seconds", "5", "--history", str(root / "history"))
     assert result.returncode == 0, result.stderr[-2000:]
     return artifacts, out, json.loads((out / "report.json").read_text())
 
@@ -52,8 +52,14 @@ def test_report_has_every_backend_with_real_figures(tiny_report):
     assert "torch" not in rows["tflite dscnn int8"]["versions"]
     assert rows["tflite dscnn int8"]["model_bytes"] == (tiny_report[0] / "edge" / "model_int8.tflite").stat().st_size
     assert set(rows["torch cpu dscnn fp32"]["throughput_windows_per_s"]) == {"1", "8", "64"}
-    (scan,) = report["streaming"]
-    assert scan["rtf"] == pytest.approx(scan["cpu_us_per_audio_second"] / 1e6)
+    streaming, scan = report["streaming"]
+    assert streaming["name"].startswith("streaming int8") and streaming["rtf"] == report["edge_bench"]["rtf"] > 0
+    assert streaming["per_hop_us"]["total"]["p50"] > 0 and streaming["peak_rss_mb"] > 10
+    windows_per_second = 1 / json.loads((tiny_report[0] / "edge" / "manifest.json").read_text())["detection"][
+        "window_hop_seconds"]
+    assert scan["cpu_us_per_audio_second"] == pytest.approx(
+        rows["numpy log-mel front-end (1 s)"]["latency"]["p50_us"]
+        + windows_per_second * rows["tflite dscnn int8"]["latency"]["p50_us"])
     for name in ("latency_per_backend.png", "size_accuracy_latency.png", "streaming_cost.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| tflite dscnn int8 | int8 | cpu |" in (out / "report.md").read_text()
@@ -76,14 +82,14 @@ def test_gpu_rows_say_why_they_are_missing_never_a_number(tiny_report):
 def test_device_results_merge_without_measuring_again(tiny_report, tmp_path):
     artifacts, out, report = tiny_report
     device = tmp_path / "pi4.json"
-    device.write_text(json.dumps({"rtf": 0.0015, "device": {"machine": "aarch64"}, "peak_rss_mb": 41.0}))
+    device.write_text(json.dumps({"rtf": 0.0015, "device": {"machine": "aarch64"}, "rss_mb": {"peak": 41.0}}))
     result = run_bench("--artifacts", str(artifacts), "--out", str(out), "--reuse-measurements",
                        "--device-results", str(device))
     assert result.returncode == 0, result.stderr
     merged = json.loads((out / "report.json").read_text())
     assert merged["rows"] == report["rows"]
     (entry,) = merged["devices"]
-    assert entry["rtf"] == 0.0015
+    assert entry["rtf"] == 0.0015 and entry["peak_rss_mb"] == 41.0
     assert entry["rtf_vs_workstation_proxy"] == pytest.approx(0.0015 / report["streaming"][0]["rtf"])
     assert "pi4.json" in (out / "report.md").read_text()
 
