@@ -31,7 +31,7 @@ DEVICE_ARGS := $(foreach f,$(DEVICE_RESULTS),--device-results "$(f)")
 DATA_ARGS := --source $(DATA) --keyword "$(KEYWORD)" --size $(SIZE) --seed $(SEED) --cache-root $(CACHE) \
 	$(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
 
-.PHONY: help venvs system-deps train-and-convert data train convert summary bench bench-report test lint clean clean-venvs
+.PHONY: help venvs system-deps train-and-convert data train convert summary bench bench-report soak test lint clean clean-venvs
 
 help:
 	@echo "make train-and-convert   build data, train teacher ($(TEACHER)) and student ($(MODEL)), convert to int8 TFLite"
@@ -42,6 +42,7 @@ help:
 	@echo "make bench               latency/throughput/memory/size/accuracy of every artifact -> benchmarks/report/"
 	@echo "make bench-report DEVICE_RESULTS=pi.json   merge device results (edge_runtime bench) into that report"
 	@echo "make edge-package        device tarball -> $(OUT)/kws-edge.tar.gz (docs/edge-device.md)"
+	@echo "make soak                SOAK_HOURS of audio through the edge runtime (repeatability, memory, drops)"
 	@echo "make clean               remove $(OUT)/ (keeps the data cache $(CACHE)/ and the environments)"
 	@echo ""
 	@echo "Options (current value):"
@@ -119,6 +120,14 @@ bench: venvs
 # make bench-report DEVICE_RESULTS="pi4.json pi5.json"
 bench-report: venvs
 	$(TRAIN_ENV) $(TPY) -m benchmarks --artifacts $(OUT) --out benchmarks/report --reuse-measurements $(DEVICE_ARGS)
+
+# ---- soak (issue 7): hours of audio through the edge runtime, twice fast and once at real-time pace ----
+SOAK_HOURS ?= 2
+SOAK_REALTIME_SECONDS ?= 300
+soak: venvs
+	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
+	$(TRAIN_ENV) $(TPY) -m benchmarks.soak --model $(OUT)/edge --hours $(SOAK_HOURS) \
+		--realtime-seconds $(SOAK_REALTIME_SECONDS) --out $(OUT)/soak
 
 # ---- quality ----
 lint: $(TRAIN_VENV)/.installed

@@ -30,12 +30,18 @@ def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Read a WAV file as mono float32 in -1..1 at `sample_rate` Hz."""
     path = Path(path)
     audio, file_rate = read_wav(path)
-    mono = audio.mean(axis=1, dtype=np.float64).astype(np.float32) if audio.shape[1] > 1 else audio[:, 0]
-    return resample(mono, file_rate, sample_rate)
+    return resample(downmix(audio), file_rate, sample_rate)
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Samples as float32 [frames, channels] and the file's sample rate, after checking the file is a sound WAV."""
+def downmix(audio: np.ndarray) -> np.ndarray:
+    """[frames, channels] -> [frames], averaging the channels."""
+    return audio.mean(axis=1, dtype=np.float64).astype(np.float32) if audio.shape[1] > 1 else audio[:, 0]
+
+
+def open_wav(path: Path):
+    """Open a WAV file after checking it is one this runtime accepts; returns an open `soundfile.SoundFile`.
+
+    Long recordings are then read block by block (`read_finite_block`) rather than whole."""
     if not path.is_file():
         raise KwsError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     if path.stat().st_size == 0:
@@ -43,21 +49,41 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     import soundfile  # here, not at the top: libsndfile costs 3 MB of RSS that a microphone service does not need
 
     try:
-        with soundfile.SoundFile(path) as wav:
-            format_, subtype, file_rate = wav.format, wav.subtype, wav.samplerate
-            if format_ not in ACCEPTED_FORMATS or subtype not in ACCEPTED_SUBTYPES:
-                raise KwsError(f"{path}: {format_}/{subtype} audio is not supported; {ALLOWED}")
-            if not MIN_SAMPLE_RATE <= file_rate <= MAX_SAMPLE_RATE:
-                raise KwsError(f"{path}: sample rate {file_rate} Hz is not supported; {ALLOWED}")
-            check_not_truncated(path)
-            audio = wav.read(dtype="float32", always_2d=True)
+        wav = soundfile.SoundFile(path)
     except soundfile.SoundFileError as error:
         reason = str(error).replace(f"Error opening {str(path)!r}: ", "").strip()
         raise KwsError(f"{path}: not a readable WAV file ({reason}); {ALLOWED}") from None
+    try:
+        if wav.format not in ACCEPTED_FORMATS or wav.subtype not in ACCEPTED_SUBTYPES:
+            raise KwsError(f"{path}: {wav.format}/{wav.subtype} audio is not supported; {ALLOWED}")
+        if not MIN_SAMPLE_RATE <= wav.samplerate <= MAX_SAMPLE_RATE:
+            raise KwsError(f"{path}: sample rate {wav.samplerate} Hz is not supported; {ALLOWED}")
+        check_not_truncated(path)
+    except BaseException:
+        wav.close()
+        raise
+    return wav
+
+
+def read_finite_block(wav, path: Path, frames: int = -1) -> np.ndarray:
+    """Up to `frames` frames (all with -1) as float32 [frames, channels]; NaN or infinite samples are refused."""
+    import soundfile
+
+    try:
+        block = wav.read(frames, dtype="float32", always_2d=True)
+    except soundfile.SoundFileError as error:
+        raise KwsError(f"{path}: not a readable WAV file ({error}); {ALLOWED}") from None
+    if not np.isfinite(block).all():
+        raise KwsError(f"{path}: contains NaN or infinite samples")
+    return block
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Samples as float32 [frames, channels] and the file's sample rate, after checking the file is a sound WAV."""
+    with open_wav(path) as wav:
+        audio, file_rate = read_finite_block(wav, path), wav.samplerate
     if audio.shape[0] == 0:
         raise KwsError(f"{path}: contains no audio samples; {ALLOWED}")
-    if not np.isfinite(audio).all():
-        raise KwsError(f"{path}: contains NaN or infinite samples")
     return audio, file_rate
 
 

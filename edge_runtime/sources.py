@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from .audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, read_audio
+from .audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, downmix, open_wav, read_finite_block
 from .errors import KwsError
 
 POLL_SECONDS = 0.1
@@ -68,19 +68,33 @@ def pcm16_to_mono(data: bytes, channels: int) -> np.ndarray:
 
 
 class WavSource(AudioSource):
-    """A WAV file (any format `audio_io` accepts), in chunks of `chunk_samples`."""
+    """A WAV file (any format `audio_io` accepts), read and resampled block by block: a recording of hours is never
+    held in memory whole. The file is checked when the source is made, so a bad file fails before any audio."""
 
     def __init__(self, path: str | Path, sample_rate: int, chunk_samples: int) -> None:
         super().__init__()
         self.description = f"WAV file {path}"
-        self.audio = read_audio(path, sample_rate)
-        self.chunk_samples = chunk_samples
+        self.path = Path(path)
+        self._wav = open_wav(self.path)
+        if self._wav.frames == 0:
+            self._wav.close()
+            raise KwsError(f"{path}: contains no audio samples")
+        self._resampler = StreamResampler(self._wav.samplerate, sample_rate)
+        # Read about one chunk's worth of audio at the file's own rate per step.
+        self._block_frames = max(1, round(chunk_samples * self._wav.samplerate / sample_rate))
 
     def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
-        for start in range(0, self.audio.shape[0], self.chunk_samples):
-            if stop.is_set():
+        while not stop.is_set():
+            block = read_finite_block(self._wav, self.path, self._block_frames)
+            last = block.shape[0] < self._block_frames
+            audio = self._resampler(downmix(block), last=last)
+            if audio.size:
+                yield audio
+            if last:
                 return
-            yield self.audio[start : start + self.chunk_samples]
+
+    def close(self) -> None:
+        self._wav.close()
 
 
 class StdinSource(AudioSource):
