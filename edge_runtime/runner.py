@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import KwsError
 from .latency import NS_PER_S, CpuMeter, StepTimes, reference_ratio, rss_mb, stage_summary
+from .logfile import AppendOnlyLog
 from .postprocess import DetectionPolicy, PostProcessor, StreamDetection
 from .sources import AudioSource, StdinSource, WavSource
 from .stream_manifest import StreamBundle, load_stream_bundle
@@ -94,7 +95,7 @@ class DetectionOutput:
         if command and shutil.which(command[0]) is None:
             raise KwsError(f"--on-detect command '{command[0]}' not found or not executable")
         try:
-            self._file = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115 - closed in close()
+            self._log = AppendOnlyLog(log_file, "--log-file")
         except OSError as error:
             raise KwsError(f"cannot append to --log-file {log_file} ({error.strerror})") from None
 
@@ -109,9 +110,7 @@ class DetectionOutput:
         }
         line = json.dumps(record)
         print(line, flush=True)
-        if self._file is not None:
-            self._file.write(line + "\n")
-            self._file.flush()
+        self._log.write_line(line)
         self.count += 1
         if self.command:
             self._start(record)
@@ -136,8 +135,7 @@ class DetectionOutput:
         for child in self._children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=max(0.0, deadline - time.monotonic()))
-        if self._file is not None:
-            self._file.close()
+        self._log.close()
 
 
 class LatencyReporter:
@@ -149,7 +147,7 @@ class LatencyReporter:
         self.cpu = CpuMeter()
         self._period_start_s = 0.0
         try:
-            self._file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115 - closed in close()
+            self._log = AppendOnlyLog(path, "--latency-log")
         except OSError as error:
             raise KwsError(f"cannot append to --latency-log {path} ({error.strerror})") from None
 
@@ -180,14 +178,11 @@ class LatencyReporter:
         }
         self._period_start_s = audio_s
         log(summary_line(record))
-        if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
-            self._file.flush()
+        self._log.write_line(json.dumps(record))
         return record
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._log.close()
 
 
 def summary_line(record: dict) -> str:

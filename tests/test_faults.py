@@ -1,0 +1,31 @@
+"""Faults a months-long service meets: a log disk that is full must not stop detection."""
+
+import subprocess
+
+import numpy as np
+import soundfile
+
+from tests.tiny import REPO, SPEC, keyword_sound, shared_dscnn_bundle
+
+EDGE_PYTHON = REPO / ".venv-edge" / "bin" / "python"
+
+
+def test_full_log_disk_is_reported_once_and_detection_goes_on(tmp_path):
+    rng = np.random.default_rng(0)
+    audio = np.zeros(3 * SPEC.sample_rate, dtype=np.float32)
+    chirp = keyword_sound(rng)
+    audio[SPEC.sample_rate : SPEC.sample_rate + chirp.size] = chirp
+    wav = tmp_path / "chirp.wav"
+    soundfile.write(wav, audio, SPEC.sample_rate)
+    # /dev/full accepts the open and fails every write with ENOSPC, exactly like a full disk.
+    result = subprocess.run(
+        [str(EDGE_PYTHON), "-m", "edge_runtime", "run", "--model", str(shared_dscnn_bundle()), "--wav", str(wav),
+         "--threshold", "0.05", "--log-file", "/dev/full", "--latency-log", "/dev/full", "--summary-seconds", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: cannot write")]
+    assert len(warnings) == 2 and all("No space left on device" in line for line in warnings)
+    assert result.stdout.strip(), "detections must still reach stdout"
+    assert "final summary" in result.stderr
