@@ -43,6 +43,8 @@ help:
 	@echo "make bench-report DEVICE_RESULTS=pi.json   merge device results (edge_runtime bench) into that report"
 	@echo "make edge-package        device tarball -> $(OUT)/kws-edge.tar.gz (docs/edge-device.md)"
 	@echo "make soak                SOAK_HOURS of audio through the edge runtime (repeatability, memory, drops)"
+	@echo "make serve               web demo + API on http://$(HOST):$(PORT)/ (docs/web-demo.md); HOST= PORT= SERVE_MODEL= MAX_UPLOAD_MB="
+	@echo "make web-deps            install chromium for tests/test_browser.py"
 	@echo "make clean               remove $(OUT)/ (keeps the data cache $(CACHE)/ and the environments)"
 	@echo ""
 	@echo "Options (current value):"
@@ -133,7 +135,7 @@ soak: venvs
 lint: $(TRAIN_VENV)/.installed
 	$(TRAIN_VENV)/bin/ruff check .
 
-test: venvs lint
+test: venvs lint web-deps
 	$(TRAIN_ENV) $(TPY) -m pytest -q tests
 
 clean:
