@@ -123,6 +123,32 @@ bench: venvs
 bench-report: venvs
 	$(TRAIN_ENV) $(TPY) -m benchmarks --artifacts $(OUT) --out benchmarks/report --reuse-measurements $(DEVICE_ARGS)
 
+# ---- web demo and API (docs/web-demo.md) ----
+# make serve [HOST=127.0.0.1] [PORT=8080] [SERVE_MODEL=$(OUT)/edge] [MAX_UPLOAD_MB=10]: the page at /, API docs at /docs.
+# HOST=0.0.0.0 makes it reachable from other machines (the browser only allows the microphone on localhost or HTTPS).
+HOST ?= 127.0.0.1
+PORT ?= 8080
+SERVE_MODEL ?= $(OUT)/edge
+MAX_UPLOAD_MB ?= 10
+.PHONY: serve web-deps
+serve: $(TRAIN_VENV)/.installed
+	@test -f $(SERVE_MODEL)/manifest.json || { echo "error: no bundle in $(SERVE_MODEL); run 'make train-and-convert' first" >&2; exit 1; }
+	$(TRAIN_ENV) $(TPY) -m serve --model $(SERVE_MODEL) --models-root $(OUT) --host $(HOST) --port $(PORT) \
+		--max-upload-mb $(MAX_UPLOAD_MB)
+
+# The browser test (tests/test_browser.py) drives Debian's chromium headless.
+web-deps:
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium (headless browser for tests/test_browser.py)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+			sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "error: the browser test needs chromium; run: sudo apt-get install -y chromium" >&2; exit 1; \
+		fi; \
+	fi
+
 # ---- soak (issue 7): hours of audio through the edge runtime, twice fast and once at real-time pace ----
 SOAK_HOURS ?= 2
 SOAK_REALTIME_SECONDS ?= 300
