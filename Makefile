@@ -25,11 +25,13 @@ EPY := $(EDGE_VENV)/bin/python
 # onnx2tf calls onnxsim from PATH; keep the training venv first so it is found.
 TRAIN_ENV := PATH="$(CURDIR)/$(TRAIN_VENV)/bin:$$PATH" PYTHONUNBUFFERED=1
 
+# Extra Piper voice models (.onnx with its .onnx.json beside it), space-separated; multi-speaker voices use every speaker.
+PIPER_VOICES ?=
 DEVICE_RESULTS ?=
 DEVICE_ARGS := $(foreach f,$(DEVICE_RESULTS),--device-results "$(f)")
 
 DATA_ARGS := --source $(DATA) --keyword "$(KEYWORD)" --size $(SIZE) --seed $(SEED) --cache-root $(CACHE) \
-	$(if $(DATA_DIR),--data-dir "$(DATA_DIR)")
+	$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(foreach v,$(PIPER_VOICES),--piper-voice "$(v)")
 
 .PHONY: help venvs system-deps train-and-convert data train convert summary bench bench-report soak test lint clean clean-venvs
 
@@ -45,6 +47,7 @@ help:
 	@echo "make soak                SOAK_HOURS of audio through the edge runtime (repeatability, memory, drops)"
 	@echo "make serve               web demo + API on http://$(HOST):$(PORT)/ (docs/web-demo.md); HOST= PORT= SERVE_MODEL= MAX_UPLOAD_MB="
 	@echo "make web-deps            install chromium for tests/test_browser.py"
+	@echo "make eval                long-audio FRR / false accepts per hour vs pocketsphinx -> $(OUT)/eval/ (docs/quality.md)"
 	@echo "make clean               remove $(OUT)/ (keeps the data cache $(CACHE)/ and the environments)"
 	@echo ""
 	@echo "Options (current value):"
@@ -122,6 +125,21 @@ bench: venvs
 # make bench-report DEVICE_RESULTS="pi4.json pi5.json"
 bench-report: venvs
 	$(TRAIN_ENV) $(TPY) -m benchmarks --artifacts $(OUT) --out benchmarks/report --reuse-measurements $(DEVICE_ARGS)
+
+# ---- long-audio evaluation (docs/quality.md) ----
+# make eval [EVAL_TARGET_FA=0.5] [EVAL_NEGATIVE_HOURS=10] [EVAL_POSITIVES=400] [EVAL_PEER_HOURS=2 (empty: all)]
+# -> $(OUT)/eval/{report.json,report.md,det.png}; writes the threshold for EVAL_TARGET_FA into $(OUT)/edge/manifest.json
+# (empty EVAL_TARGET_FA: report only). Streams are cached in $(CACHE)/eval-*; EVAL_PEER_HOURS limits pocketsphinx.
+EVAL_TARGET_FA ?= 0.5
+EVAL_NEGATIVE_HOURS ?= 10
+EVAL_POSITIVES ?= 400
+EVAL_PEER_HOURS ?= 2
+.PHONY: eval
+eval: $(TRAIN_VENV)/.installed
+	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
+	$(TRAIN_ENV) $(TPY) -m train.evaluate --model $(OUT)/edge --out $(OUT)/eval --cache-root $(CACHE) \
+		--negative-hours $(EVAL_NEGATIVE_HOURS) --positives $(EVAL_POSITIVES) \
+		$(if $(EVAL_TARGET_FA),--target-fa-per-hour $(EVAL_TARGET_FA)) $(if $(EVAL_PEER_HOURS),--peer-hours $(EVAL_PEER_HOURS))
 
 # ---- web demo and API (docs/web-demo.md) ----
 # make serve [HOST=127.0.0.1] [PORT=8080] [SERVE_MODEL=$(OUT)/edge] [MAX_UPLOAD_MB=10]: the page at /, API docs at /docs.

@@ -75,6 +75,11 @@ def make_parser() -> argparse.ArgumentParser:
         help="synthetic only: processes that synthesize in parallel; the result does not depend on it "
         "(default: the CPU count, %(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--piper-voice", type=Path, action="append", default=[], metavar="VOICE.onnx",
+        help="synthetic only, repeatable: an extra Piper voice model (its .onnx.json beside it); every speaker of a "
+        "multi-speaker voice joins the bundled joe voice (default: joe only)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar (default: show it on stderr)")
     return parser
 
@@ -92,7 +97,12 @@ def make_source(args: argparse.Namespace) -> DataSource:
             raise ValueError("--data-dir is for --source speech-commands or folder, not synthetic")
         from train.data.synthetic import SyntheticSource
 
-        return SyntheticSource(keyword=args.keyword, size=args.size, workers=args.workers, progress=not args.quiet)
+        return SyntheticSource(
+            keyword=args.keyword, size=args.size, workers=args.workers, progress=not args.quiet,
+            piper_voices=args.piper_voice,
+        )  # fmt: skip
+    if args.piper_voice:
+        raise ValueError("--piper-voice is for --source synthetic")
     if args.data_dir is None:
         raise ValueError(f"--source {args.source} needs --data-dir")
     if args.source == "speech-commands":

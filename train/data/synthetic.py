@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,10 +29,10 @@ from edge_runtime.features import FeatureSpec
 from train.data.augment import NOISE_COLOURS, babble_noise, coloured_noise, synthetic_noise_bank
 from train.data.clipset import SPLITS, ClipSetWriter, DataSource, base_meta, prepare_utterance, resample
 from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice, english_languages, voice_variants
-from train.data.piper_voice import VOICE_GROUP, PiperEngine, PiperParams
+from train.data.piper_voice import PiperEngine, PiperParams, PiperVoiceFile
 from train.data.vocabulary import negative_vocabulary, normalize_keyword
 
-SYNTHESIS_VERSION = 1  # bump when planning or processing changes, so old caches are not reused
+SYNTHESIS_VERSION = 2  # bump when planning or processing changes, so old caches are not reused
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,13 @@ PIPER_NOISE_W_SCALE = (0.4, 1.1)
 
 # Endings that change intonation (statement, exclamation, question, continuation); texts store the bare words.
 ENDINGS = ("", ".", "!", "?", ",")
-# How negatives are chosen: a Speech Commands word, a sound-alike, a filler word, or a two-word phrase.
-NEGATIVE_KIND_WEIGHTS = {"command": 0.35, "confusable": 0.30, "filler": 0.20, "phrase": 0.15}
+# How negatives are chosen: a Speech Commands word, a sound-alike, a hard negative made from the keyword's sound
+# (`vocabulary.hard_negatives`), a filler word, a two-word phrase, or a run of words (continuous speech, of which
+# the stored clip keeps the loudest second, words cut at its edges as in a live window).
+NEGATIVE_KIND_WEIGHTS = {
+    "command": 0.25, "confusable": 0.20, "hard": 0.20, "filler": 0.15, "phrase": 0.10, "sentence": 0.10,
+}  # fmt: skip
+SENTENCE_WORDS = (3, 7)
 
 SPEECH_PEAK = 0.5  # every synthesized utterance is peak-normalised to -6 dBFS; training varies the gain
 NOISE_CLIP_DBFS = (-45.0, -15.0)  # RMS level of noise-only clips
@@ -99,6 +105,7 @@ class Request:
     group: str
     options: EspeakParams | PiperParams
     voice: EspeakVoice | None = None
+    piper_voice: int = 0  # index into the build's Piper voices (0: the bundled joe)
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ class Shard:
     engine: str
     seed: int
     requests: tuple[Request, ...]
+    piper_voices: tuple[PiperVoiceFile, ...] = ()
 
 
 def _rng(seed: int, *stream: int | str) -> np.random.Generator:
@@ -134,19 +142,30 @@ def _uniform(rng: np.random.Generator, limits: tuple[float, float]) -> float:
     return round(float(rng.uniform(*limits)), 4)
 
 
-def _negative_text(rng: np.random.Generator, vocabulary: dict[str, list[str]]) -> str:
-    kinds = [kind for kind in NEGATIVE_KIND_WEIGHTS if kind == "phrase" or vocabulary[kind]]
+def _negative_text(rng: np.random.Generator, vocabulary: dict[str, list[str]], keyword: str) -> str:
+    kinds = [kind for kind in NEGATIVE_KIND_WEIGHTS if kind in ("phrase", "sentence") or vocabulary.get(kind)]
     weights = np.array([NEGATIVE_KIND_WEIGHTS[kind] for kind in kinds])
     kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
     if kind == "phrase":
         words = vocabulary["filler"] + vocabulary["command"]
         return " ".join(words[i] for i in rng.choice(len(words), size=2))
+    if kind == "sentence":
+        words = [w for key in ("filler", "command", "confusable", "hard") for w in vocabulary.get(key, [])]
+        while True:  # neighbouring words can say the keyword together ("hey" + "nova"): draw again
+            count = int(rng.integers(SENTENCE_WORDS[0], SENTENCE_WORDS[1] + 1))
+            text = " ".join(words[i] for i in rng.choice(len(words), size=count))
+            if f" {keyword} " not in f" {text} ":
+                return text
     words = vocabulary[kind]
     return words[rng.integers(len(words))]
 
 
-def plan_requests(keyword: str, counts: dict[str, SplitCounts], seed: int) -> list[Request]:
-    """Every speech utterance of the build, in storage order, with all random choices made here."""
+def plan_requests(
+    keyword: str, counts: dict[str, SplitCounts], seed: int, piper_voices: Sequence[PiperVoiceFile] = ()
+) -> list[Request]:
+    """Every speech utterance of the build, in storage order, with all random choices made here. Piper utterances
+    pick a voice (the bundled joe, then `piper_voices`) and one of its speakers uniformly."""
+    voices_piper = [PiperVoiceFile.joe(), *piper_voices]
     vocabulary = negative_vocabulary(keyword)
     variants = held_out_variants(seed)
     languages = english_languages()
@@ -162,7 +181,8 @@ def plan_requests(keyword: str, counts: dict[str, SplitCounts], seed: int) -> li
             ("piper", 0, split_counts.other_piper),
         ):
             for _ in range(count):
-                text = keyword if label == 1 else _negative_text(rng, vocabulary)
+                piper_voice = 0
+                text = keyword if label == 1 else _negative_text(rng, vocabulary, keyword)
                 spoken = text + ENDINGS[rng.integers(len(ENDINGS))]
                 if engine == "espeak":
                     voice = voices[rng.integers(len(voices))]
@@ -174,19 +194,26 @@ def plan_requests(keyword: str, counts: dict[str, SplitCounts], seed: int) -> li
                     )
                     group = voice.group
                 else:
-                    voice = None
+                    voice, speaker = None, 0
+                    if len(voices_piper) > 1:  # draws only when there is a choice: the default plan stays as it was
+                        piper_voice = int(rng.integers(len(voices_piper)))
+                        speaker = int(rng.integers(voices_piper[piper_voice].num_speakers))
                     options = PiperParams(
                         length_scale=_uniform(rng, PIPER_LENGTH_SCALE),
                         noise_scale=_uniform(rng, PIPER_NOISE_SCALE),
                         noise_w_scale=_uniform(rng, PIPER_NOISE_W_SCALE),
+                        speaker=speaker,
                     )
-                    group = VOICE_GROUP
-                requests.append(Request(len(requests), engine, text, spoken, label, split, group, options, voice))
+                    group = voices_piper[piper_voice].group(speaker)
+                requests.append(
+                    Request(len(requests), engine, text, spoken, label, split, group, options, voice, piper_voice)
+                )
     return requests
 
 
-def make_shards(requests: list[Request], seed: int) -> list[Shard]:
+def make_shards(requests: list[Request], seed: int, piper_voices: Sequence[PiperVoiceFile] = ()) -> list[Shard]:
     """Fixed-size shards per engine and split; Piper shards first (they are the slow ones)."""
+    voices = (PiperVoiceFile.joe(), *piper_voices)
     shards = []
     for engine in ("piper", "espeak"):
         for split in SPLITS:
@@ -194,16 +221,21 @@ def make_shards(requests: list[Request], seed: int) -> list[Shard]:
             size = SHARD_SIZE[engine]
             for number, start in enumerate(range(0, len(chosen), size)):
                 shard_seed = int(_rng(seed, "shard", engine, split, number).integers(2**31))
-                shards.append(Shard(engine, shard_seed, tuple(chosen[start : start + size])))
+                shards.append(Shard(engine, shard_seed, tuple(chosen[start : start + size]), voices))
     return shards
 
 
 def synthesize_shard(shard: Shard, spec: FeatureSpec) -> list[tuple[int, np.ndarray]]:
     """Run in a fresh process: synthesize, resample, peak-normalise, trim and crop every request -> int16."""
-    engine = PiperEngine(seed=shard.seed, threads=1) if shard.engine == "piper" else EspeakEngine.shared()
+    engines: dict[int, PiperEngine] = {}  # one per Piper voice the shard uses, each seeded with the shard's seed
+    engine = EspeakEngine.shared() if shard.engine == "espeak" else None
     results = []
     for request in shard.requests:
         if shard.engine == "piper":
+            if request.piper_voice not in engines:
+                voice = shard.piper_voices[request.piper_voice] if shard.piper_voices else None
+                engines[request.piper_voice] = PiperEngine(seed=shard.seed, threads=1, voice=voice)
+            engine = engines[request.piper_voice]
             audio = engine.synthesize(request.spoken, request.options)
         else:
             audio = engine.synthesize(request.spoken, request.voice, request.options, seed=shard.seed)
@@ -215,9 +247,12 @@ def synthesize_shard(shard: Shard, spec: FeatureSpec) -> list[tuple[int, np.ndar
     return results
 
 
-def synthesize_all(requests: list[Request], spec: FeatureSpec, seed: int, workers: int, progress: bool) -> list:
+def synthesize_all(
+    requests: list[Request], spec: FeatureSpec, seed: int, workers: int, progress: bool,
+    piper_voices: Sequence[PiperVoiceFile] = (),
+) -> list:
     """Audio (int16) for every request, in request order; each shard runs in a fresh worker process."""
-    shards = make_shards(requests, seed)
+    shards = make_shards(requests, seed, piper_voices)
     audio: list[np.ndarray | None] = [None] * len(requests)
     # A worker that dies (rather than raises) breaks the executor loudly instead of hanging, unlike Pool.
     executor = ProcessPoolExecutor(
@@ -249,7 +284,8 @@ def noise_clip(rng: np.random.Generator, spec: FeatureSpec) -> tuple[np.ndarray,
 
 
 class SyntheticSource(DataSource):
-    """`size` scales every count in `counts` (size 1 = DEFAULT_COUNTS); `workers` processes synthesize."""
+    """`size` scales every count in `counts` (size 1 = DEFAULT_COUNTS); `workers` processes synthesize;
+    `piper_voices`: extra Piper voice models (.onnx paths) whose speakers join the bundled joe."""
 
     name = "synthetic"
 
@@ -260,6 +296,7 @@ class SyntheticSource(DataSource):
         counts: dict[str, SplitCounts] | None = None,
         workers: int | None = None,
         progress: bool = True,
+        piper_voices: Sequence[str | Path] = (),
     ) -> None:
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a whole number >= 1 (1 = the default size), got {size!r}")
@@ -271,18 +308,22 @@ class SyntheticSource(DataSource):
         self.counts = {split: counts[split].scaled(size) for split in SPLITS}
         self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
         self.progress = progress
+        self.piper_voices = tuple(PiperVoiceFile.from_path(path) for path in piper_voices)
 
     def config(self) -> dict:
-        return {
+        config = {
             "keyword": self.keyword,
             "size": self.size,
             "counts": {split: asdict(counts) for split, counts in self.counts.items()},
             "synthesis_version": SYNTHESIS_VERSION,
         }
+        if self.piper_voices:  # absent by default, so the default cache key does not depend on it
+            config["piper_voices"] = [voice.identity() for voice in self.piper_voices]
+        return config
 
     def build(self, spec: FeatureSpec, out_dir: Path, seed: int) -> None:
-        requests = plan_requests(self.keyword, self.counts, seed)
-        audio = synthesize_all(requests, spec, seed, self.workers, self.progress)
+        requests = plan_requests(self.keyword, self.counts, seed, self.piper_voices)
+        audio = synthesize_all(requests, spec, seed, self.workers, self.progress, self.piper_voices)
         writer = ClipSetWriter(spec)
         silent = []
         for request, clip in zip(requests, audio, strict=True):
@@ -313,7 +354,7 @@ class SyntheticSource(DataSource):
         return {
             "held_out": {
                 "rule": "eSpeak variants are split between train, val and test (each variant in every English "
-                "language voice); Piper joe and noise clips are in every split, with separate random streams",
+                "language voice); Piper voices and noise clips are in every split, with separate random streams",
                 **{
                     split: {
                         "espeak_variants": variants[split],
@@ -333,5 +374,9 @@ class SyntheticSource(DataSource):
                 "piper_noise_w_scale": PIPER_NOISE_W_SCALE,
             },
             "negative_vocabulary": negative_vocabulary(self.keyword),
+            "piper_voices": [
+                {"name": v.name, "speakers": v.num_speakers, "model": str(v.model)}
+                for v in (PiperVoiceFile.joe(), *self.piper_voices)
+            ],
             "dropped_silent_utterances": [f"{r.engine}:{r.group}:{r.spoken}" for r in silent],
         }

@@ -1,0 +1,187 @@
+"""Long-audio evaluation: stream bookkeeping, FRR / FA-per-hour arithmetic, threshold choice, the peer, the CLI."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_runtime.detector import WindowScores, find_detections
+from edge_runtime.features import FeatureSpec
+from edge_runtime.manifest import load_bundle
+from tests.tiny import REPO, shared_dscnn_bundle
+from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice
+from train.evaluate import streams as streams_module
+from train.evaluate.calibrate import write_threshold
+from train.evaluate.detectors import ScoreTrack, WindowDetector
+from train.evaluate.peer import PocketSphinxSpotter
+from train.evaluate.scenes import Scene, render
+from train.evaluate.scoring import MAX_FA_PER_HOUR, Curve, Scored, found_keywords, sweep, threshold_for
+from train.evaluate.streams import StreamConfig, StreamPlan, plan_streams
+from train.evaluate.text import TextSource, mentions_keyword
+
+SPEC = FeatureSpec()
+KEYWORD_HZ, SENTENCE_HZ = 1000.0, 300.0
+
+
+class ToneSpeaker:
+    """Stands in for a voice: the keyword is a 1 kHz tone, any other text a 300 Hz tone, so positions are exact."""
+
+    def __init__(self, plan, variants, rng, spec):
+        self.name = "tone"
+
+    def say(self, text: str, level_db: float) -> np.ndarray:
+        hz = KEYWORD_HZ if text.rstrip(",!?.") == "sheila" else SENTENCE_HZ
+        seconds = 0.5 if hz == KEYWORD_HZ else 1.2
+        t = np.arange(round(seconds * SPEC.sample_rate)) / SPEC.sample_rate
+        return (0.1 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_positive_streams_put_the_keyword_at_the_stated_times(monkeypatch):
+    monkeypatch.setattr(streams_module, "_Speaker", ToneSpeaker)
+    config = StreamConfig(keyword="sheila", held_out_variants=("f2",), positives=5, keywords_per_stream=5)
+    plan = StreamPlan(0, "positive", "espeak-held-out", "espeak", 0.0, 5, seed=7)
+    speech, speaking, spans, _ = streams_module._speech_track(plan, config, SPEC, np.random.default_rng(7))
+    assert len(spans) == 5
+    keyword = np.zeros(speech.size, dtype=bool)
+    for onset, offset in spans:
+        start, end = round(onset * SPEC.sample_rate), round(offset * SPEC.sample_rate)
+        assert end - start == round(0.5 * SPEC.sample_rate)
+        segment = speech[start:end]
+        spectrum = np.abs(np.fft.rfft(segment))
+        assert np.fft.rfftfreq(segment.size, 1 / SPEC.sample_rate)[spectrum.argmax()] == pytest.approx(KEYWORD_HZ)
+        assert speaking[start:end].all() and not speaking[start - 1] and not speaking[end]  # pauses around it
+        keyword[start:end] = True
+    # Outside the spans there is no 1 kHz tone: every other sound is the 300 Hz "sentence".
+    rest = speech[~keyword & speaking]
+    spectrum = np.abs(np.fft.rfft(rest))
+    assert np.fft.rfftfreq(rest.size, 1 / SPEC.sample_rate)[spectrum.argmax()] == pytest.approx(SENTENCE_HZ, abs=2)
+    # The room keeps the timing: the direct path arrives at once.
+    scene = Scene("pink", 20.0, 0.5, 6.0, 0.0, 7000.0, 0.0, -20.0)
+    heard = render(speech, speaking, scene, SPEC, np.random.default_rng(0), babble=[])
+    lags = np.arange(-200, 201)
+    correlation = [float(np.dot(heard[1000 + lag : 50000 + lag], speech[1000:50000])) for lag in lags]
+    assert abs(lags[int(np.argmax(correlation))]) <= 2  # samples: an eighth of a millisecond
+
+
+def test_plan_covers_the_requested_keywords_and_hours():
+    config = StreamConfig(keyword="sheila", held_out_variants=("f2",), positives=37, negative_hours=2.0)
+    plans = plan_streams(config)
+    assert sum(p.keywords for p in plans if p.kind == "positive") == 37
+    negative = [p for p in plans if p.kind == "negative"]
+    assert sum(p.seconds for p in negative) == pytest.approx(2.0 * 3600)
+    assert sum(p.seconds for p in negative if p.engine == "none") == pytest.approx(0.1 * 2 * 3600)
+    assert len({p.seed for p in plans}) == len(plans)
+    with pytest.raises(ValueError, match="held-out"):
+        StreamConfig(keyword="sheila", held_out_variants=())
+
+
+def test_evaluation_text_never_says_the_keyword():
+    assert mentions_keyword("tell sheila now", "sheila") and mentions_keyword("sheilas", "sheila")
+    assert mentions_keyword("she la", "shayla") is False
+    assert mentions_keyword("i said hey nova", "hey nova") and not mentions_keyword("hey now", "hey nova")
+    text, rng = TextSource("hey nova"), np.random.default_rng(0)
+    said = [text.sentence(rng) for _ in range(300)]
+    assert not any(mentions_keyword(s, "hey nova") for s in said) and len(set(said)) > 200
+
+
+def scored(detections: list[float], seconds: float, spans=()) -> Scored:
+    times = np.array(detections)
+    return Scored(lambda threshold: times if threshold <= 0.5 else times[:1], seconds, spans)
+
+
+def test_frr_and_false_accepts_per_hour_on_a_constructed_case():
+    # Keywords at 10-10.5 s and 30-30.6 s; a hit is a detection within [onset, offset + 1 s].
+    assert found_keywords(np.array([10.2, 31.7, 50.0]), [(10.0, 10.5), (30.0, 30.6)], 1.0) == (1, 2)
+    assert found_keywords(np.array([9.9, 11.5]), [(10.0, 10.5)], 1.0) == (1, 1)
+    positive = [scored([10.3, 31.0], 60.0, [(10.0, 10.5), (30.0, 30.6)]), scored([100.0], 120.0, [(5.0, 5.4)])]
+    # 1.5 h of negatives: 6 false accepts at threshold <= 0.5, one per stream above it.
+    negative = [scored([1.0, 2.0, 3.0], 2700.0), scored([4.0, 5.0, 6.0], 2700.0)]
+    curve = sweep(positive, negative, [0.9, 0.3], hit_after_s=1.0)
+    assert curve.thresholds.tolist() == [0.3, 0.9] and curve.positives == 3 and curve.negative_hours == 1.5
+    assert curve.frr.tolist() == pytest.approx([1 / 3, 2 / 3])  # above 0.5 only the first detection stays
+    assert curve.false_accepts.tolist() == [6, 2] and curve.fa_per_hour.tolist() == pytest.approx([4.0, 4 / 3])
+    assert curve.extra_positive_detections.tolist() == [1, 1]
+
+
+def test_the_sweep_stops_once_false_accepts_are_past_any_use():
+    times = np.arange(0.0, 3600.0, 1.0)  # at the lowest threshold: 3,600 false accepts in an hour
+    negative = [Scored(lambda t: times[: int(4000 * (1 - t))], 3600.0)]
+    positive = [Scored(lambda t: np.array([1.2]), 10.0, [(1.0, 1.1)])]
+    curve = sweep(positive, negative, np.linspace(0.0, 1.0, 101), hit_after_s=1.0)
+    assert curve.fa_per_hour[0] > MAX_FA_PER_HOUR >= curve.fa_per_hour[1]  # the first past it, then stricter ones
+    assert curve.thresholds[-1] == 1.0 and np.all(np.diff(curve.thresholds) > 0)
+
+
+def make_curve(fa_per_hour: list[float], hours: float = 10.0) -> Curve:
+    n = len(fa_per_hour)
+    fa = np.array(fa_per_hour)
+    thresholds, frr = np.linspace(0.1, 0.9, n), np.linspace(0.0, 0.5, n)
+    return Curve(thresholds, frr, fa, (fa * hours).astype(int), np.zeros(n), 100, hours)
+
+
+def test_threshold_for_a_target_is_the_lowest_that_stays_within_it():
+    curve = make_curve([9.0, 3.0, 0.4, 0.6, 0.3, 0.1, 0.0])  # not monotone: 0.6 after 0.4
+    point = threshold_for(curve, 0.5)
+    assert point.threshold == pytest.approx(curve.thresholds[4]) and point.fa_per_hour == pytest.approx(0.3)
+    assert point.resolvable  # 10 h resolve 0.5 FA/h
+    assert threshold_for(curve, 100.0).threshold == pytest.approx(0.1)
+    assert threshold_for(make_curve([5.0, 2.0, 1.0]), 0.5) is None
+    assert not threshold_for(make_curve([1.0, 0.0], hours=2.0), 0.1).resolvable
+
+
+def test_window_detector_skips_low_windows_without_changing_detections():
+    rng = np.random.default_rng(0)
+    detector = WindowDetector.__new__(WindowDetector)
+    detector.refractory_seconds = 1.0
+    times = np.arange(1, 2001) * 0.1
+    scores = rng.random(2000).astype(np.float32) ** 3
+    for threshold in (0.2, 0.5, 0.9):
+        full = [d.time_s for d in find_detections(WindowScores(times, scores), threshold, 1.0)]
+        assert detector.detect(ScoreTrack(times, scores), threshold).tolist() == full
+
+
+def test_threshold_is_written_into_the_manifest_with_its_source(tmp_path):
+    bundle = tmp_path / "edge"
+    shutil.copytree(shared_dscnn_bundle(), bundle)
+    write_threshold(bundle, 0.625, {"target_fa_per_hour": 0.5, "negative_hours": 10.0})
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["detection"]["threshold"] == 0.625
+    assert manifest["detection"]["threshold_source"]["target_fa_per_hour"] == 0.5
+    assert "long-audio" in manifest["detection"]["threshold_source"]["method"]
+    assert load_bundle(bundle).detection.threshold == 0.625
+    with pytest.raises(ValueError, match="0..1"):
+        write_threshold(bundle, 1.5, {})
+
+
+def test_peer_spots_the_keyword_in_a_short_clip_and_one_pass_equals_separate_runs():
+    from train.data.clipset import resample
+
+    engine = EspeakEngine.shared()
+    voice, params = EspeakVoice("en-us"), EspeakParams(rate=150)
+    parts = [engine.synthesize(text, voice, params) for text in ("good morning to you", "sheila", "what time is it")]
+    silence = np.zeros(engine.sample_rate // 3, dtype=np.float32)
+    audio = resample(np.concatenate([silence, parts[0], silence, parts[1], silence, parts[2], silence]),
+                     engine.sample_rate, SPEC)  # fmt: skip
+    keyword_end = (silence.size * 2 + parts[0].size + parts[1].size) / engine.sample_rate
+    sweep_all = PocketSphinxSpotter("sheila", exponents=(10, 30, 50)).run(audio)
+    permissive = sweep_all.detect(-50.0)
+    assert permissive.size >= 1 and np.min(np.abs(permissive - keyword_end)) < 0.5
+    for exponent in (10, 30, 50):
+        alone = PocketSphinxSpotter("sheila", exponents=(exponent,)).run(audio)
+        assert alone.detect(-float(exponent)).tolist() == sweep_all.detect(-float(exponent)).tolist()
+    assert sweep_all.peak() >= -50.0
+    with pytest.raises(ValueError, match="dictionary"):
+        PocketSphinxSpotter("zzqxv")
+
+
+def test_cli_bad_input_is_one_error_line(tmp_path):
+    for argv in (["--negative-hours", "0"], ["--model", str(tmp_path / "missing"), "--no-peer"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "train.evaluate", *argv], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.stderr

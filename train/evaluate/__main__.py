@@ -1,0 +1,5 @@
+import sys
+
+from train.evaluate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,295 @@
+"""`python -m train.evaluate --model artifacts/edge`: long-audio FRR and false accepts per hour, ours vs the peer.
+
+Builds (or reuses) the evaluation streams for the bundle's keyword, runs the deployed int8 model through the edge
+runtime's detector and pocketsphinx over them, and writes `report.json`, `report.md` and `det.png` to `--out`.
+With `--target-fa-per-hour X` it also writes the threshold that meets X into the bundle's manifest. Bad input:
+one `error:` line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge_runtime.errors import KwsError
+from train.data.augment import Augmenter
+from train.data.clipset import ClipSet
+from train.evaluate import peer as peer_module
+from train.evaluate.calibrate import write_threshold
+from train.evaluate.detectors import DEFAULT_DETECTOR, DETECTORS, make_detector
+from train.evaluate.report import breakdown, false_accepts_by_group, operating_points, write_report
+from train.evaluate.scoring import Scored, candidate_thresholds, sweep, threshold_for
+from train.evaluate.streams import Stream, StreamConfig, build_streams, load_streams, stream_audio
+from train.metrics import roc_auc
+
+EXIT_BAD_INPUT = 2
+DEFAULTS = StreamConfig(keyword="x", held_out_variants=("x",))
+PEER_CLIP_PAD_S = 0.5  # silence around each test clip for the peer, which needs some lead-in
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="python -m train.evaluate",
+        description="Long-audio evaluation of a converted bundle on voices training never heard: FRR, false "
+        "accepts per hour, DET curve, clip-level ROC AUC, real-time factor; pocketsphinx beside it.",
+    )
+    add = parser.add_argument
+    add("--model", type=Path, default=Path("artifacts/edge"), help="bundle folder or manifest (default: %(default)s)")
+    add(
+        "--clipset", type=Path, default=None,
+        help="the clip set the model was trained on, for its held-out voices and test clips "
+        "(default: the manifest's source.clipset)",
+    )  # fmt: skip
+    add("--out", type=Path, default=Path("artifacts/eval"), help="report folder (default: %(default)s)")
+    add("--cache-root", type=Path, default=Path("data"), help="where streams are cached (default: %(default)s)")
+    add("--positives", type=int, default=DEFAULTS.positives, help="keyword occurrences (default: %(default)s)")
+    add(
+        "--negative-hours", type=float, default=DEFAULTS.negative_hours,
+        help="hours of audio without the keyword; 0.1 FA/h needs >= 10, 0.5 FA/h >= 2 (default: %(default)s)",
+    )  # fmt: skip
+    add("--seed", type=int, default=DEFAULTS.seed, help="evaluation seed, not a training one (default: %(default)s)")
+    add(
+        "--target-fa-per-hour", type=float, default=None,
+        help="choose the lowest threshold with at most this many false accepts per hour and write it into the "
+        "bundle's manifest (detection.threshold + detection.threshold_source) (default: report only)",
+    )  # fmt: skip
+    add(
+        "--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR,
+        help="edge runtime detector: window (`detect`) or streaming (`run`) (default: %(default)s)",
+    )  # fmt: skip
+    add("--no-peer", action="store_true", help="skip pocketsphinx (default: run it)")
+    add(
+        "--peer-hours", type=float, default=None,
+        help="negative hours pocketsphinx runs on, an evenly spread subset; it takes ~0.01-0.03 s per second of "
+        "audio (default: all of them)",
+    )  # fmt: skip
+    add(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="processes that build streams; the result is the same (default: %(default)s, the CPU count)",
+    )  # fmt: skip
+    add("--quiet", action="store_true", help="no progress bars (default: bars on a terminal)")
+    return parser
+
+
+def held_out_variants(clips: ClipSet) -> tuple[str, ...]:
+    held_out = clips.meta.get("held_out", {}).get("test", {}).get("espeak_variants")
+    if not held_out:
+        raise ValueError(
+            f"clip set {clips.folder} lists no held-out test voices (meta.json held_out.test.espeak_variants); "
+            "evaluation needs a synthetic clip set"
+        )
+    return tuple(held_out)
+
+
+def clipset_of(args, manifest: dict) -> ClipSet:
+    path = args.clipset or manifest.get("source", {}).get("clipset")
+    if not path:
+        raise ValueError("the manifest names no clip set; pass --clipset")
+    return ClipSet.load(path)
+
+
+def score_streams(detector, folder: Path, streams: list[Stream], progress: bool):
+    """Our score track per stream, and the seconds spent scoring."""
+    tracks, spent = [], 0.0
+    for stream in tqdm(streams, desc="scoring (ours)", unit="stream", disable=None if progress else True):
+        audio = stream_audio(folder, stream)
+        started = time.perf_counter()
+        tracks.append(detector.score(audio))
+        spent += time.perf_counter() - started
+    return tracks, spent
+
+
+def peer_subset(negatives: list[Stream], hours: float | None) -> list[Stream]:
+    """Evenly spread negatives adding up to about `hours` (all when None)."""
+    total = sum(s.seconds for s in negatives) / 3600
+    if hours is None or hours >= total:
+        return negatives
+    count = max(1, round(len(negatives) * hours / total))
+    return [negatives[i] for i in np.unique(np.linspace(0, len(negatives) - 1, count).round().astype(int))]
+
+
+def clip_scores(clips: ClipSet, spec, score_one) -> tuple[np.ndarray, np.ndarray]:
+    augmenter = Augmenter(spec, [], np.random.default_rng(0))
+    indices = clips.indices("test")
+    scores = np.array([score_one(augmenter.centered_window(clips.utterance(i))) for i in indices])
+    return scores, clips.labels[indices] == 1
+
+
+def run(args) -> int:
+    progress = not args.quiet
+    detector = make_detector(args.model, args.detector)
+    spec, keyword, manifest = detector.spec, detector.keyword, detector.manifest
+    clips = clipset_of(args, manifest)
+    config = StreamConfig(
+        keyword=keyword, held_out_variants=held_out_variants(clips), positives=args.positives,
+        negative_hours=args.negative_hours, seed=args.seed,
+        piper_negative_hours=min(DEFAULTS.piper_negative_hours, args.negative_hours * 0.25),
+    )  # fmt: skip
+    folder = build_streams(config, spec, args.cache_root, workers=args.workers, progress=progress)
+    streams = load_streams(folder)
+    positives = [s for s in streams if s.kind == "positive"]
+    negatives = [s for s in streams if s.kind == "negative"]
+    hit_after = spec.clip_seconds
+
+    tracks, spent = score_streams(detector, folder, streams, progress)
+    by_index = dict(zip((s.index for s in streams), tracks, strict=True))
+
+    def ours(stream: Stream) -> Scored:
+        track = by_index[stream.index]
+        return Scored(lambda t, tr=track: detector.detect(tr, t), stream.seconds, stream.keyword_spans, stream.family)
+
+    ours_pos, ours_neg = [ours(s) for s in positives], [ours(s) for s in negatives]
+    curve = sweep(ours_pos, ours_neg, candidate_thresholds([t.scores for t in tracks]), hit_after)
+    clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()))
+    audio_seconds = sum(s.seconds for s in streams)
+    our_name = f"ours ({manifest['model'].get('architecture', '?')} int8, {detector.name} detector)"
+    systems = {
+        our_name: {
+            "operating_points": operating_points(curve),
+            "negative_hours": curve.negative_hours,
+            "clip_roc_auc": roc_auc(clip_our, clip_labels),
+            "rtf": spent / audio_seconds,
+            "curve": curve.to_dict(),
+        }
+    }
+    curves = {our_name: curve}
+    if not args.no_peer:
+        peer_name, peer_curve, peer_entry = run_peer(
+            keyword, folder, positives, negatives, clips, spec, args, hit_after
+        )
+        systems[peer_name], curves[peer_name] = peer_entry, peer_curve
+
+    report = {
+        "keyword": keyword,
+        "bundle": str(args.model),
+        "model_sha256": manifest["model"]["sha256"],
+        "detector": detector.name,
+        "hit_rule": f"a detection within [onset, offset + {hit_after:g} s] of a keyword occurrence",
+        "streams": {
+            "folder": str(folder),
+            "config": asdict(config),
+            "positives": curve.positives,
+            "positive_hours": sum(s.seconds for s in positives) / 3600,
+            "negative_hours": curve.negative_hours,
+            "negative_hours_by_family": {
+                family: sum(s.seconds for s in negatives if s.family == family) / 3600
+                for family in sorted({s.family for s in negatives})
+            },
+        },
+        "systems": systems,
+    }
+    report["breakdown"] = operating_breakdown(
+        curve, args.target_fa_per_hour, ours_pos, positives, ours_neg, negatives, hit_after
+    )
+    if args.target_fa_per_hour is not None:
+        report["threshold"] = choose_threshold(args, curve, report)
+    paths = write_report(report, curves, args.out)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print(f"report: {paths['json']}  {paths['markdown']}  {paths['plot']}")
+    return 0
+
+
+def operating_breakdown(curve, target, ours_pos, positives, ours_neg, negatives, hit_after: float) -> dict:
+    """Where the errors are: FRR per family / SNR band and FA/h per family / noise kind, at the threshold for the
+    target FA/h (0.5 when none is given), or at the strictest threshold when no threshold reaches it."""
+    target = 0.5 if target is None else target
+    point = threshold_for(curve, target)
+    threshold = point.threshold if point else float(curve.thresholds[-1])
+    why = f"the threshold for {target:g} FA/h" if point else f"the strictest; none reaches {target:g} FA/h"
+    return {
+        "threshold": threshold,
+        "why": why,
+        "positives": breakdown(ours_pos, [s.scene["snr_db"] for s in positives], threshold, hit_after),
+        "negatives": false_accepts_by_group(ours_neg, [s.scene["noise"] for s in negatives], threshold),
+    }
+
+
+def choose_threshold(args, curve, report) -> dict:
+    point = threshold_for(curve, args.target_fa_per_hour)
+    entry = {"target_fa_per_hour": args.target_fa_per_hour, "chosen": point.to_dict() if point else None}
+    entry["written"] = False
+    if point is None:
+        print(f"warning: no threshold reaches {args.target_fa_per_hour} FA/h; manifest unchanged", file=sys.stderr)
+        return entry
+    if not point.resolvable:
+        print(
+            f"warning: {curve.negative_hours:.2f} h of negative audio cannot resolve {args.target_fa_per_hour} FA/h "
+            f"(needs {1 / args.target_fa_per_hour:g} h); the threshold allows no false accept at all",
+            file=sys.stderr,
+        )
+    write_threshold(
+        args.model, point.threshold,
+        {
+            "target_fa_per_hour": args.target_fa_per_hour, "measured_fa_per_hour": point.fa_per_hour,
+            "measured_frr": point.frr, "negative_hours": round(curve.negative_hours, 3),
+            "positives": curve.positives, "detector": report["detector"], "streams": report["streams"]["folder"],
+            "report": str(args.out / "report.json"),
+        },
+    )  # fmt: skip
+    entry["written"] = True
+    return entry
+
+
+def run_peer(keyword, folder, positives, negatives, clips, spec, args, hit_after: float):
+    if spec.sample_rate != peer_module.SAMPLE_RATE:
+        raise ValueError(f"the peer needs {peer_module.SAMPLE_RATE} Hz audio, the bundle uses {spec.sample_rate}")
+    spotter = peer_module.PocketSphinxSpotter(keyword)
+    chosen = positives + peer_subset(negatives, args.peer_hours)
+    results, spent = {}, 0.0
+    for stream in tqdm(chosen, desc="scoring (pocketsphinx)", unit="stream", disable=True if args.quiet else None):
+        result = spotter.run(stream_audio(folder, stream))
+        results[stream.index], spent = result, spent + result.seconds
+
+    def peer_scored(stream: Stream) -> Scored:
+        return Scored(results[stream.index].detect, stream.seconds, stream.keyword_spans, stream.family)
+
+    peer_neg = [s for s in chosen if s.kind == "negative"]
+    peer_pos = [peer_scored(s) for s in positives]
+    curve = sweep(peer_pos, [peer_scored(s) for s in peer_neg], spotter.thresholds, hit_after)
+    pad = np.zeros(round(PEER_CLIP_PAD_S * spec.sample_rate), np.float32)
+    scores, labels = clip_scores(clips, spec, lambda w: spotter.run(np.concatenate([pad, w, pad])).peak())
+    finite = np.where(np.isfinite(scores), scores, min(spotter.thresholds) - 1)
+    name = f"pocketsphinx {peer_module.version()} (keyphrase spotting)"
+    return name, curve, {
+        "operating_points": operating_points(curve),
+        "negative_hours": curve.negative_hours,
+        "clip_roc_auc": roc_auc(finite, labels),
+        "rtf": spent / sum(s.seconds for s in chosen),
+        "thresholds_meaning": "-k for kws_threshold 1e-k",
+        "curve": curve.to_dict(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    problems = []
+    if args.positives < 1:
+        problems.append(f"--positives must be >= 1, got {args.positives}")
+    if not args.negative_hours > 0:
+        problems.append(f"--negative-hours must be > 0, got {args.negative_hours}")
+    if args.target_fa_per_hour is not None and not args.target_fa_per_hour >= 0:
+        problems.append(f"--target-fa-per-hour must be >= 0, got {args.target_fa_per_hour}")
+    if args.peer_hours is not None and not args.peer_hours > 0:
+        problems.append(f"--peer-hours must be > 0, got {args.peer_hours}")
+    if args.workers < 1 or args.seed < 0:
+        problems.append("--workers must be >= 1 and --seed >= 0")
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return run(args)
+    except (ValueError, KwsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT

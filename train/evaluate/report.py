@@ -1,0 +1,145 @@
+"""The evaluation report: `report.json` (everything), `report.md` (the quality table) and `det.png` (the curve)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from train.evaluate.scoring import Curve, Scored, found_keywords, threshold_for
+
+TARGETS_FA_PER_HOUR = (0.5, 0.1)
+SNR_BANDS_DB = ((5.0, 12.0), (12.0, 19.0), (19.0, 26.0))
+
+
+def operating_points(curve: Curve) -> dict:
+    points = {}
+    for target in TARGETS_FA_PER_HOUR:
+        point = threshold_for(curve, target)
+        points[str(target)] = point.to_dict() if point else None
+    return points
+
+
+def breakdown(positive: Sequence[Scored], snr_db: Sequence[float], threshold: float, hit_after_s: float) -> dict:
+    """FRR at `threshold` per voice family and per SNR band of the positive streams."""
+    groups: dict[str, list[int]] = {}
+    for stream, snr in zip(positive, snr_db, strict=True):
+        found, _ = found_keywords(stream.detect(threshold), stream.keyword_spans, hit_after_s)
+        band = next((f"snr {lo:g}-{hi:g} dB" for lo, hi in SNR_BANDS_DB if lo <= snr < hi), "snr other")
+        for key in (f"family {stream.family}", band):
+            total = groups.setdefault(key, [0, 0])
+            total[0] += len(stream.keyword_spans) - found
+            total[1] += len(stream.keyword_spans)
+    return {key: {"frr": missed / count, "keywords": count} for key, (missed, count) in sorted(groups.items())}
+
+
+def false_accepts_by_group(negative: Sequence[Scored], kinds: Sequence[str], threshold: float) -> dict:
+    """FA/h at `threshold` per voice family and per noise kind of the negative streams."""
+    groups: dict[str, list[float]] = {}
+    for stream, kind in zip(negative, kinds, strict=True):
+        count = len(stream.detect(threshold))
+        for key in (f"family {stream.family}", f"noise {kind}"):
+            total = groups.setdefault(key, [0, 0.0])
+            total[0] += count
+            total[1] += stream.seconds / 3600
+    return {k: {"fa_per_hour": n / h, "false_accepts": n, "hours": h} for k, (n, h) in sorted(groups.items())}
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _frr_cell(point: dict | None, hours: float, target: float) -> str:
+    if point is None:
+        return "not reached"
+    cell = _percent(point["frr"])
+    return cell if hours * target >= 1 - 1e-9 else f"{cell} (unresolved: {hours:.1f} h)"
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Long-audio evaluation: '{report['keyword']}'",
+        "",
+        f"Bundle `{report['bundle']}` ({report['detector']} detector, int8 TFLite through the edge runtime). "
+        f"{report['streams']['positives']} keyword occurrences in {report['streams']['positive_hours']:.2f} h of "
+        f"positive streams; {report['streams']['negative_hours']:.2f} h of negative streams. Voices: eSpeak NG "
+        "variants held out of training (test split) plus a Piper family (a voice training heard, new texts/seeds).",
+        "",
+        "| system | FRR at 0.5 FA/h | FRR at 0.1 FA/h | negative hours | clip ROC AUC | RTF (1 core) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, system in report["systems"].items():
+        points, hours = system["operating_points"], system["negative_hours"]
+        lines.append(
+            f"| {name} | {_frr_cell(points['0.5'], hours, 0.5)} | {_frr_cell(points['0.1'], hours, 0.1)} | "
+            f"{hours:.2f} | {system['clip_roc_auc']:.4f} | {system['rtf']:.4f} |"
+        )
+    where = report.get("breakdown")
+    if where:
+        lines += [
+            "",
+            f"At threshold {where['threshold']:.4f} ({where['why']}):",
+            "",
+            "| positives | FRR | keywords |",
+            "| --- | --- | --- |",
+        ]
+        lines += [f"| {k} | {_percent(v['frr'])} | {v['keywords']} |" for k, v in where["positives"].items()]
+        lines += ["", "| negatives | FA/h | false accepts | hours |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"| {k} | {v['fa_per_hour']:.2f} | {v['false_accepts']} | {v['hours']:.2f} |"
+            for k, v in where["negatives"].items()
+        ]
+    chosen = report.get("threshold")
+    if chosen:
+        point = chosen["chosen"]
+        lines += [
+            "",
+            f"Threshold for {chosen['target_fa_per_hour']} FA/h: "
+            + (
+                f"{point['threshold']:.4f} (FRR {_percent(point['frr'])}, {point['fa_per_hour']:.2f} FA/h measured"
+                f", {'written to the manifest' if chosen['written'] else 'not written'})"
+                if point
+                else "not reachable"
+            ),
+        ]
+    lines += ["", "![DET curve](det.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(report: dict, curves: dict[str, Curve], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    floor = min(0.5 / max(c.negative_hours, 1e-9) for c in curves.values())  # zero FA/h drawn at half a count
+    for (name, curve), style in zip(curves.items(), ("-", "--", ":", "-."), strict=False):
+        fa = np.maximum(curve.fa_per_hour, floor)
+        levels = np.unique(fa)  # the best FRR at each false-accept rate: the curve's lower envelope
+        best = np.array([curve.frr[fa <= level].min() for level in levels])
+        axes.step(levels, 100 * best, style, where="post", label=name, marker=".", markersize=3)
+    for target in TARGETS_FA_PER_HOUR:
+        axes.axvline(target, color="grey", linewidth=0.6)
+    axes.axhline(5, color="red", linewidth=0.6, linestyle=":")
+    axes.set_xscale("log")
+    axes.set_xlabel(f"false accepts per hour (log; 0 drawn at {floor:.2g})")
+    axes.set_ylabel("false rejects (%)")
+    axes.set_ylim(0, 100)
+    axes.set_title(f"'{report['keyword']}' on held-out voices, long audio")
+    axes.grid(True, which="both", linewidth=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_report(report: dict, curves: dict[str, Curve], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "det.png"}
+    paths["json"].write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(markdown(report), encoding="utf-8")
+    plot(report, curves, paths["plot"])
+    return paths
