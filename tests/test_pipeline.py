@@ -41,7 +41,7 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     source = SyntheticSource("sheila", counts={"train": TINY, "val": TINY_EVAL, "test": TINY_EVAL}, progress=False)
     data = build_dataset(source, FeatureSpec(), root / "data", seed=1)
-    run(sys.executable, "-m", "train.fit", "--data", str(data), "--model", "dscnn", "--epochs", "2",
+    run(sys.executable, "-m", "train.fit", "--data", str(data), "--model", "dscnn", "--epochs", "8",
         "--batch-size", "32", "--out", str(root / "train"))
     run(sys.executable, "-m", "convert", "--checkpoint", str(root / "train" / "best.pt"), "--out", str(root / "edge"),
         "--calibration-windows", "40", "--min-agreement", "0.8")
