@@ -23,7 +23,7 @@ NAME = "pocketsphinx"
 EXPONENTS = (1, 3, 5, 7, 10, 12, 15, 18, 20, 23, 26, 30, 34, 38, 42, 46, 50, 55, 60)
 FRAMES_PER_SECOND = 100  # pocketsphinx's default frame rate
 CHUNK_SECONDS = 10.0
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # the rate pocketsphinx's bundled en-us acoustic model expects (the peer's, not our FeatureSpec)
 
 
 def version() -> str:
