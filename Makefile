@@ -10,6 +10,8 @@ DATA_DIR ?=
 SIZE ?= 1
 MODEL ?= dscnn
 TEACHER ?= crnn
+# 1: deploy the student compressed from the teacher (train.compress, docs/compression.md); 0: train and deploy MODEL.
+COMPRESS ?= 1
 EPOCHS ?= 20
 SEED ?= 0
 OUT ?= artifacts
@@ -30,17 +32,22 @@ PIPER_VOICES ?=
 DEVICE_RESULTS ?=
 DEVICE_ARGS := $(foreach f,$(DEVICE_RESULTS),--device-results "$(f)")
 
+COMPRESSED := $(filter 1,$(COMPRESS))
+DEPLOY_CHECKPOINT := $(if $(COMPRESSED),$(OUT)/compression/student.pt,$(OUT)/train/$(MODEL)/best.pt)
+
 DATA_ARGS := --source $(DATA) --keyword "$(KEYWORD)" --size $(SIZE) --seed $(SEED) --cache-root $(CACHE) \
 	$(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(foreach v,$(PIPER_VOICES),--piper-voice "$(v)")
 
-.PHONY: help venvs system-deps train-and-convert data train convert summary bench bench-report soak test lint clean clean-venvs
+.PHONY: help venvs system-deps train-and-convert data train compress convert compression-report summary bench bench-report soak test lint clean clean-venvs
 
 help:
-	@echo "make train-and-convert   build data, train teacher ($(TEACHER)) and student ($(MODEL)), convert to int8 TFLite"
+	@echo "make train-and-convert   build data, train teacher ($(TEACHER)), compress it into the student (COMPRESS=1) or"
+	@echo "                         train $(MODEL) (COMPRESS=0), convert to int8 TFLite"
 	@echo "                         -> $(OUT)/edge/{manifest.json,model_int8.tflite}"
 	@echo "make test                lint + the test suite (creates the environments if needed)"
 	@echo "make venvs               create $(TRAIN_VENV) (training, conversion) and $(EDGE_VENV) (edge runtime only)"
-	@echo "make data | train | convert | summary    the stages of train-and-convert, one at a time"
+	@echo "make data | train | compress | convert | compression-report | summary   the stages, one at a time"
+	@echo "                         (compress -> $(OUT)/compression/student.pt; compression-report -> report.{json,md})"
 	@echo "make bench               latency/throughput/memory/size/accuracy of every artifact -> benchmarks/report/"
 	@echo "make bench-report DEVICE_RESULTS=pi.json   merge device results (edge_runtime bench) into that report"
 	@echo "make edge-package        device tarball -> $(OUT)/kws-edge.tar.gz (docs/edge-device.md)"
@@ -55,7 +62,8 @@ help:
 	@echo "  DATA=$(DATA)   synthetic | speech-commands | folder (the last two need DATA_DIR)"
 	@echo "  DATA_DIR=$(DATA_DIR)   Speech Commands root, or a folder with positive/ and negative/ WAVs"
 	@echo "  SIZE=$(SIZE)   synthetic data scale (1 = default size)"
-	@echo "  MODEL=$(MODEL)   deployed architecture (dscnn | crnn);  TEACHER=$(TEACHER) (empty to skip)"
+	@echo "  COMPRESS=$(COMPRESS)   1: deploy the student compressed from TEACHER; 0: deploy MODEL trained on its own"
+	@echo "  MODEL=$(MODEL)   deployed architecture when COMPRESS=0 (dscnn | crnn);  TEACHER=$(TEACHER) (crnn)"
 	@echo "  EPOCHS=$(EPOCHS)   SEED=$(SEED)   OUT=$(OUT)   CACHE=$(CACHE)"
 
 # ---- environments ----
@@ -94,7 +102,7 @@ system-deps:
 # ---- pipeline ----
 train-and-convert: venvs
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory data train convert && \
+	$(MAKE) --no-print-directory data train $(if $(COMPRESSED),compress) convert $(if $(COMPRESSED),compression-report) && \
 	$(MAKE) --no-print-directory summary ELAPSED=$$(( $$(date +%s) - start ))
 
 data: $(TRAIN_VENV)/.installed
@@ -107,11 +115,21 @@ train: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/data_path.txt || { echo "error: no data set yet; run 'make data' first" >&2; exit 1; }
 	$(if $(TEACHER),$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) \
 		--epochs $(EPOCHS) --seed $(SEED) --resume --out $(OUT)/train/$(TEACHER))
-	$(if $(filter $(TEACHER),$(MODEL)),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \
+	$(if $(or $(COMPRESSED),$(filter $(TEACHER),$(MODEL))),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \
 		--model $(MODEL) --epochs $(EPOCHS) --seed $(SEED) --resume --out $(OUT)/train/$(MODEL))
 
+# The teacher -> the deployed student: distillation, pruning, folding (~5 min on 2 CPU cores, ablation included).
+compress: $(TRAIN_VENV)/.installed
+	@test -s $(OUT)/train/$(TEACHER)/best.pt || { echo "error: no teacher checkpoint $(OUT)/train/$(TEACHER)/best.pt; run 'make train' first" >&2; exit 1; }
+	$(TRAIN_ENV) $(TPY) -m train.compress --teacher $(OUT)/train/$(TEACHER)/best.pt --data "$$(cat $(OUT)/data_path.txt)" \
+		--seed $(SEED) --out $(OUT)/compression
+
 convert: $(TRAIN_VENV)/.installed
-	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(OUT)/train/$(MODEL)/best.pt --out $(OUT)/edge
+	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge
+
+# Every compression stage and the converted int8 student side by side -> $(OUT)/compression/report.{json,md}
+compression-report: $(TRAIN_VENV)/.installed
+	$(TRAIN_ENV) $(TPY) -m train.compress.report --compression $(OUT)/compression --bundle $(OUT)/edge
 
 summary: $(TRAIN_VENV)/.installed
 	@$(TRAIN_ENV) $(TPY) -m train.summary --artifacts $(OUT) --edge-python $(EPY) $(if $(ELAPSED),--elapsed $(ELAPSED))
@@ -141,6 +159,14 @@ eval: $(TRAIN_VENV)/.installed
 		--negative-hours $(EVAL_NEGATIVE_HOURS) --positives $(EVAL_POSITIVES) \
 		$(if $(EVAL_TARGET_FA),--target-fa-per-hour $(EVAL_TARGET_FA)) $(if $(EVAL_PEER_HOURS),--peer-hours $(EVAL_PEER_HOURS))
 
+# ---- soak (issue 7): hours of audio through the edge runtime, twice fast and once at real-time pace ----
+SOAK_HOURS ?= 2
+SOAK_REALTIME_SECONDS ?= 300
+soak: venvs
+	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
+	$(TRAIN_ENV) $(TPY) -m benchmarks.soak --model $(OUT)/edge --hours $(SOAK_HOURS) \
+		--realtime-seconds $(SOAK_REALTIME_SECONDS) --out $(OUT)/soak
+
 # ---- web demo and API (docs/web-demo.md) ----
 # make serve [HOST=127.0.0.1] [PORT=8080] [SERVE_MODEL=$(OUT)/edge] [MAX_UPLOAD_MB=10]: the page at /, API docs at /docs.
 # HOST=0.0.0.0 makes it reachable from other machines (the browser only allows the microphone on localhost or HTTPS).
@@ -166,14 +192,6 @@ web-deps:
 			echo "error: the browser test needs chromium; run: sudo apt-get install -y chromium" >&2; exit 1; \
 		fi; \
 	fi
-
-# ---- soak (issue 7): hours of audio through the edge runtime, twice fast and once at real-time pace ----
-SOAK_HOURS ?= 2
-SOAK_REALTIME_SECONDS ?= 300
-soak: venvs
-	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
-	$(TRAIN_ENV) $(TPY) -m benchmarks.soak --model $(OUT)/edge --hours $(SOAK_HOURS) \
-		--realtime-seconds $(SOAK_REALTIME_SECONDS) --out $(OUT)/soak
 
 # ---- quality ----
 lint: $(TRAIN_VENV)/.installed

@@ -49,6 +49,26 @@ def metric_row(name: str, m: dict) -> str:
     return f"  {name:<18} acc {m['accuracy']:.4f}  FRR {m['frr']:.4f}  FAR {m['far']:.4f}  AUC {m['roc_auc']:.4f}"
 
 
+def print_compression(report_path: Path, deployed_sha256: str | None) -> None:
+    """The compression report's verdict, when it describes the deployed model (`make compression-report`)."""
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError):
+        return
+    if report.get("deployed_sha256") != deployed_sha256:
+        print(f"compression report {report_path} describes another model (COMPRESS=0 run?); not shown")
+        return
+    met = report["targets_met"]
+    ratios = "  ".join(
+        f"{key} {report[key]:.1f} (>= {target:g} {'met' if met[key] else 'NOT met'})"
+        for key, target in report["targets"].items()
+    )
+    print(f"compressed vs {report['baseline']}: {ratios}")
+    print(f"  accuracy no worse: {'yes' if met['accuracy_no_worse'] else 'NO'}   "
+          f"au_fa_fr no worse: {'yes' if met['au_fa_fr_no_worse'] else 'NO'}   "
+          f"(table: {report_path.with_suffix('.md')})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train.summary",
@@ -87,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     agreement = manifest["metrics"].get("int8_vs_float32", {})
     if agreement:
         print(f"  int8 vs float32: {json.dumps(agreement)}")
+
+    print_compression(args.artifacts / "compression" / "report.json", model.get("sha256"))
 
     samples = write_samples(clips, FeatureSpec.from_dict(manifest["feature_spec"]), args.artifacts / "samples")
     try:

@@ -3,6 +3,11 @@
 Causal and unpadded in time: each output frame depends only on past input frames, and no layer pads the time
 axis, so a streaming step that buffers each layer's last (kernel - 1) * dilation inputs computes exactly what the
 whole-window model computes. The head averages the last layer's frames, which a stream keeps as a running sum.
+
+Two options serve compression (`train.compress`); their defaults build the original model:
+- `block_channels`: each block's output channels (structured pruning leaves blocks of different widths);
+- `folded`: the deployment form, with every BatchNorm folded into the convolution next to it (the input norm
+  into the stem, the others into the convolution before them), so the graph is convolutions with biases only.
 """
 
 from __future__ import annotations
@@ -11,15 +16,22 @@ import torch
 from torch import nn
 
 
+def _norm(channels: int, folded: bool) -> nn.Module:
+    return nn.Identity() if folded else nn.BatchNorm1d(channels)
+
+
 class SeparableBlock(nn.Module):
     """Depthwise temporal conv (dilated, no padding) then pointwise conv, each followed by BN + ReLU."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int, dilation: int, out_channels: int | None = None, folded: bool = False
+    ) -> None:
         super().__init__()
-        self.depthwise = nn.Conv1d(channels, channels, kernel_size, dilation=dilation, groups=channels, bias=False)
-        self.depthwise_norm = nn.BatchNorm1d(channels)
-        self.pointwise = nn.Conv1d(channels, channels, 1, bias=False)
-        self.pointwise_norm = nn.BatchNorm1d(channels)
+        out_channels = channels if out_channels is None else out_channels
+        self.depthwise = nn.Conv1d(channels, channels, kernel_size, dilation=dilation, groups=channels, bias=folded)
+        self.depthwise_norm = _norm(channels, folded)
+        self.pointwise = nn.Conv1d(channels, out_channels, 1, bias=folded)
+        self.pointwise_norm = _norm(out_channels, folded)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.depthwise_norm(self.depthwise(x)))
@@ -38,17 +50,28 @@ class CausalDSCNN(nn.Module):
         stem_stride: int = 2,
         kernel_size: int = 3,
         dilations: tuple[int, ...] = (1, 2, 4, 8),
+        block_channels: tuple[int, ...] | None = None,
+        folded: bool = False,
     ) -> None:
         super().__init__()
-        self.input_norm = nn.BatchNorm1d(n_mels)
-        # The strided stem halves the frame rate: the rest of the network runs every 20 ms instead of every 10 ms.
+        block_channels = tuple(block_channels) if block_channels is not None else (channels,) * len(dilations)
+        if len(block_channels) != len(dilations):
+            raise ValueError(f"block_channels has {len(block_channels)} entries, dilations {len(dilations)}")
+        self.input_norm = _norm(n_mels, folded)
+        # The strided stem lowers the frame rate: the rest of the network runs every `stem_stride` frames.
         self.stem = nn.Sequential(
-            nn.Conv1d(n_mels, channels, stem_kernel, stride=stem_stride, bias=False),
-            nn.BatchNorm1d(channels),
+            nn.Conv1d(n_mels, channels, stem_kernel, stride=stem_stride, bias=folded),
+            _norm(channels, folded),
             nn.ReLU(),
         )
-        self.blocks = nn.Sequential(*(SeparableBlock(channels, kernel_size, d) for d in dilations))
-        self.classifier = nn.Linear(channels, num_classes)
+        widths = (channels, *block_channels)
+        self.blocks = nn.Sequential(
+            *(
+                SeparableBlock(widths[i], kernel_size, d, out_channels=widths[i + 1], folded=folded)
+                for i, d in enumerate(dilations)
+            )
+        )
+        self.classifier = nn.Linear(widths[-1], num_classes)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(self.input_norm(features.transpose(1, 2))))

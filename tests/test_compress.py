@@ -1,0 +1,256 @@
+"""Compression methods on tiny models (the chirp-vs-noise set of tests/tiny.py): each runs and changes what it
+should, the MAC counter matches hand counts, and the whole chain (compress -> convert -> report) runs end to end.
+
+The end-to-end test converts one pruned, folded student with the real onnx2tf (~40 s here); the rest takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.tiny import LABELS, SPEC, TINY_CONFIGS, make_tiny_checkpoint, make_tiny_clipset
+from train.checkpoint import load_checkpoint
+from train.compress import cli, report
+from train.compress.bank import build_bank
+from train.compress.chain import ChainSettings, parse_methods, run_chain
+from train.compress.distill import DistillationLoss, DistillSettings, soft_target_loss
+from train.compress.fold import fold_dscnn
+from train.compress.macs import count_macs, gru_cell_macs
+from train.compress.prune import prune_crnn, prune_step, site_widths_of, width_schedule
+from train.compress.quality import au_fa_fr, frr_at_fa_per_hour, quality
+from train.compress.quantize import dynamic_int8, state_dict_bytes
+from train.compress.trainer import TrainSettings, train_student
+from train.models import build_model
+from train.models.crnn import CRNN
+
+FRAMES, MELS = SPEC.frames_per_clip, SPEC.n_mels
+CPU = torch.device("cpu")
+# Tiny students: a 1-frame stem with stride 4 like the deployed one, narrow enough to prune in a second.
+TINY_WIDE = {"channels": 12, "stem_kernel": 1, "stem_stride": 4, "dilations": [1, 2], "block_channels": [8, 8]}
+TINY_TARGET = {**TINY_WIDE, "channels": 8, "block_channels": [6, 6]}
+TINY_FLOOR = [8, 6, 6]
+TINY_CRNN_TARGET = {"conv_channels": 2, "hidden_size": 8}
+# int8 vs float32 TFLite of the tiny student: largest keyword-probability difference allowed (measured ~0.004).
+INT8_TOLERANCE = 0.05
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compress")
+    clipset = make_tiny_clipset(root / "clips")
+    teacher_path = make_tiny_checkpoint(root / "crnn.pt", "crnn", clipset)
+    teacher, info = load_checkpoint(teacher_path)
+    bank = build_bank(clipset, teacher, views=2, seed=0, device=CPU)
+    return {"root": root, "clipset": clipset, "teacher_path": teacher_path, "teacher": teacher, "info": info,
+            "bank": bank}
+
+
+class _Windowed(nn.Module):
+    """Runs `layer` on the counter's [1, frames, n_mels] probe, channels first for convolutions."""
+
+    def __init__(self, layer: nn.Module, channels_first: bool) -> None:
+        super().__init__()
+        self.layer, self.channels_first = layer, channels_first
+
+    def forward(self, x):
+        return self.layer(x.transpose(1, 2) if self.channels_first else x)
+
+
+def test_mac_counter_matches_hand_counts():
+    conv = nn.Conv1d(4, 6, 3, stride=2)  # 11 frames -> 5 outputs, each 6 channels x 4 inputs x 3 taps
+    assert count_macs(_Windowed(conv, True), frames=11, n_mels=4).total == 5 * 6 * 4 * 3
+    depthwise = nn.Conv1d(6, 6, 3, dilation=2, groups=6)  # 11 -> 7 outputs, 6 channels x 1 input x 3 taps
+    assert count_macs(_Windowed(depthwise, True), frames=11, n_mels=6).total == 7 * 6 * 3
+    assert count_macs(_Windowed(nn.Linear(7, 3), False), frames=5, n_mels=7).total == 5 * 3 * 7
+    gru = _Windowed(nn.GRU(5, 4, num_layers=2, batch_first=True), False)
+    # thop: per step and layer 3 H (I + H) gate products + 13 H (biases, gate sums, r * (W h), the update).
+    per_step = (3 * 4 * (5 + 4) + 13 * 4) + (3 * 4 * (4 + 4) + 13 * 4)
+    assert gru_cell_macs(5, 4) == 3 * 4 * 9 + 13 * 4 and gru_cell_macs(5, 4, bias=False) == 3 * 4 * 9 + 7 * 4
+    assert count_macs(gru, frames=6, n_mels=5).total == 6 * per_step
+    norm = nn.BatchNorm1d(4)
+    assert count_macs(_Windowed(norm, True), frames=9, n_mels=4).total == 9 * 4
+
+
+def test_mac_counter_on_the_baseline_crnn():
+    crnn = build_model("crnn", MELS, 2)  # default: conv 8 x (5, 20) stride (2, 8), GRU 2 x 64, attention
+    count = count_macs(crnn, FRAMES, MELS)
+    conv_out_freq, steps = (MELS - 5) // 2 + 1, (FRAMES - 20) // 8 + 1
+    gru_in = 8 * conv_out_freq
+    expected = {
+        "input_norm": FRAMES * MELS,
+        "conv.0": 8 * conv_out_freq * steps * 5 * 20,
+        "gru": steps * (gru_cell_macs(gru_in, 64) + gru_cell_macs(64, 64)),
+        "attention.energy.0": steps * 64 * 64,
+        "attention.energy.2": steps * 64,
+        "attention": steps * 64,
+        "classifier": 64 * 2,
+    }
+    assert count.by_module == expected and count.total == sum(expected.values()) == 852_048
+
+
+def test_quality_on_a_hand_example():
+    # Negatives 0.1, 0.3; keywords 0.2, 0.9; windows of 1 s: 2 negative seconds = 1/1800 h, one FA = 1800 FA/h.
+    scores, labels, hours = np.array([0.1, 0.3, 0.2, 0.9]), np.array([0, 0, 1, 1]), 2 / 3600
+    # Thresholds 0, 0.1, 0.2, 0.3, 0.9, above: (FA/h, FRR) = (3600, 0) (3600, 0) (1800, 0) (1800, .5) (0, .5) (0, 1)
+    assert au_fa_fr(scores, labels, hours) == pytest.approx(1800 * 0.5)
+    assert frr_at_fa_per_hour(scores, labels, hours, 1800) == 0.0
+    assert frr_at_fa_per_hour(scores, labels, hours, 1000) == 0.5
+    perfect = quality(np.array([0.1, 0.2, 0.8, 0.9]), labels, 0.5, clip_seconds=1.0)
+    assert perfect["au_fa_fr"] == 0.0 and perfect["accuracy"] == 1.0 and perfect["frr_at_fa_per_hour"] == 0.0
+
+
+def test_distillation_loss_falls(tiny):
+    assert soft_target_loss(torch.tensor([[1.0, -2.0]]), torch.tensor([[1.0, -2.0]]), 4.0).item() == pytest.approx(0)
+    settings = DistillSettings(temperature=2.0, alpha=0.2, hint_weight=1.0)
+    view = tiny["bank"].views[0]
+    model = build_model("dscnn", MELS, len(LABELS), **TINY_TARGET)
+
+    def soft_loss() -> float:
+        with torch.no_grad():
+            return soft_target_loss(model.eval()(view.features.float()), view.teacher_logits, 2.0).item()
+
+    before = soft_loss()
+    training = TrainSettings(epochs=15, learning_rate=0.02, batch_size=16)
+    trained = train_student(model, tiny["bank"], settings, training, CPU, "kd")
+    losses = [entry["loss"] for entry in trained.history]
+    assert soft_loss() < 0.3 * before  # the student's soft outputs moved towards the teacher's
+    assert losses[-1] < 0.5 * losses[0]  # the whole loss (labels + soft targets + hints) fell
+    loss = DistillationLoss(settings, student_embedding=6, teacher_embedding=16)
+    assert loss.projection.in_features == 6 and loss.projection.out_features == 16  # layer-wise: learned projection
+
+
+def test_pruned_dscnn_has_fewer_channels_and_still_trains(tiny):
+    model = build_model("dscnn", MELS, len(LABELS), **TINY_WIDE)
+    pruned, config = prune_step(model, [8, 6, 5], tiny["bank"], CPU)
+    assert site_widths_of(pruned) == [8, 6, 5] and config["block_channels"] == [6, 5]
+    assert pruned.stem[0].out_channels == 8 and pruned.blocks[1].depthwise.in_channels == 6
+    assert pruned.classifier.in_features == 5
+    assert count_macs(pruned, FRAMES, MELS).total < count_macs(model, FRAMES, MELS).total
+    features, labels = tiny["bank"].views[0].features[:16].float(), tiny["bank"].views[0].labels[:16]
+    optimizer = torch.optim.SGD(pruned.parameters(), lr=0.1)
+    before = pruned.stem[0].weight.detach().clone()
+    pruned.train()
+    loss = nn.functional.cross_entropy(pruned(features), labels)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and not torch.equal(before, pruned.stem[0].weight)
+
+
+def test_pruning_the_crnn_removes_gru_units(tiny):
+    teacher: CRNN = tiny["teacher"]
+    everything = [torch.arange(n) for n in site_widths_of(teacher)]
+    same, _ = prune_crnn(teacher, everything[0], everything[1:-1], everything[-1])
+    probe = tiny["bank"].test.features[:4]
+    assert torch.allclose(same.eval()(probe), teacher(probe), atol=1e-6)  # keeping every unit changes nothing
+    pruned, config = prune_step(teacher, [2, 8, 8], tiny["bank"], CPU)
+    assert config["conv_channels"] == 2 and config["hidden_size"] == 8
+    assert pruned.gru.weight_hh_l0.shape == (3 * 8, 8) and pruned.attention.energy[0].weight.shape == (8, 8)
+    assert pruned.eval()(probe).shape == (4, 2)
+
+
+def test_folding_is_exact_and_removes_every_norm(tiny):
+    model = build_model("dscnn", MELS, len(LABELS), **TINY_WIDE)
+    train_student(model, tiny["bank"], DistillSettings.labels_only(), TrainSettings(epochs=3), CPU, "fold")
+    folded, config = fold_dscnn(model, FRAMES)
+    probe = tiny["bank"].test.features
+    assert config["folded"] and not any(isinstance(m, nn.BatchNorm1d) for m in folded.modules())
+    assert torch.allclose(folded(probe), model.eval()(probe), atol=1e-4)
+    norm_elements = count_macs(model, FRAMES, MELS).by_module
+    norms = sum(v for k, v in norm_elements.items() if k.endswith("norm") or k == "stem.1")
+    assert count_macs(folded, FRAMES, MELS).total == count_macs(model, FRAMES, MELS).total - norms
+
+
+def test_dynamic_int8_teacher_is_smaller_and_agrees(tiny):
+    teacher, probe = tiny["teacher"], tiny["bank"].test.features
+    quantized = dynamic_int8(teacher)
+    with torch.no_grad():
+        difference = (torch.softmax(quantized(probe), 1) - torch.softmax(teacher(probe), 1)).abs().max().item()
+    assert difference < 0.05
+    assert state_dict_bytes(quantized) < state_dict_bytes(teacher)
+
+
+def test_width_schedule_and_methods():
+    assert width_schedule([32, 24], [20, 12], 2) == [[25, 17], [20, 12]]
+    with pytest.raises(ValueError, match="cannot grow"):
+        width_schedule([8], [9], 1)
+    assert parse_methods("quantize, separable") == ("separable", "quantize")
+    with pytest.raises(ValueError, match="unknown methods"):
+        parse_methods("separable,magic")
+
+
+def test_each_method_alone_on_the_teacher(tiny):
+    settings = ChainSettings(crnn_epochs=2, crnn_prune_epochs=1, prune_steps=1, crnn_target=TINY_CRNN_TARGET,
+                             prune_accuracy_drop=1.0, prune_auc_drop=1.0)
+    teacher, info, bank = tiny["teacher"], tiny["info"], tiny["bank"]
+    pruned = run_chain(("prune",), teacher, info, bank, settings, CPU, print, "prune alone")[-1]
+    assert pruned.info.model_config["hidden_size"] == 8 and pruned.info.architecture == "crnn"
+    quantized = run_chain(("quantize",), teacher, info, bank, settings, CPU, print, "quantize alone")[-1]
+    assert quantized.kind == "torch dynamic int8" and quantized.model is teacher
+    distilled = run_chain(("distill",), teacher, info, bank, settings, CPU, print, "distill alone")[-1]
+    assert distilled.info.model_config["hidden_size"] == 8 and distilled.info.architecture == "crnn"
+
+
+def test_pruning_stops_where_val_quality_falls(tiny):
+    # Limits below zero reject every step: the chain keeps the unpruned student and says so.
+    settings = ChainSettings(student=TINY_WIDE, student_epochs=2, prune_steps=2, prune_epochs=1,
+                             prune_floor=TINY_FLOOR, prune_accuracy_drop=-1.0)
+    stages = run_chain(("separable", "prune"), tiny["teacher"], tiny["info"], tiny["bank"], settings, CPU, print)
+    assert [s.info.model_config["block_channels"] for s in stages] == [[8, 8], [7, 7], [8, 8]]
+    assert "(not kept)" in stages[1].name and stages[1].note.startswith("not kept: val accuracy fell by")
+    assert stages[-1].note.startswith("0 of 2 pruning steps kept")
+
+
+def test_bad_input_is_one_error_line(tiny, tmp_path, capsys):
+    assert cli.main(["--teacher", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "out")]) == 2
+    assert cli.main(["--teacher", str(tiny["teacher_path"]), "--out", str(tmp_path), "--methods", "magic"]) == 2
+    student = make_tiny_checkpoint(tmp_path / "dscnn.pt", "dscnn", tiny["clipset"], steps=1)
+    assert cli.main(["--teacher", str(student), "--out", str(tmp_path / "out")]) == 2
+    assert report.main(["--compression", str(tmp_path / "nothing")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), lines
+    assert "needs the CRNN" in lines[2] and "run python -m train.compress first" in lines[3]
+    with pytest.raises(SystemExit):
+        cli.main(["--teacher", "x", "--out", "y", "--student", "{not json"])
+    assert TINY_CONFIGS["crnn"]["gru_layers"] == 1  # the fixture teacher the chain tests prune
+
+
+def test_chain_compress_convert_report(tiny, capsys):
+    from train.compress.quantize import convert_student
+
+    out, bundle = tiny["root"] / "compression", tiny["root"] / "edge"
+    arguments = [
+        "--teacher", str(tiny["teacher_path"]), "--out", str(out), "--no-ablation", "--views", "2",
+        "--student-epochs", "30", "--prune-steps", "2", "--prune-epochs", "8", "--learning-rate", "0.02",
+        "--finetune-learning-rate", "0.01", "--student", json.dumps(TINY_WIDE), "--prune-floor", json.dumps(TINY_FLOOR),
+        "--prune-accuracy-drop", "1", "--prune-auc-drop", "1",  # the tiny val split is too small to guard on
+    ]
+    assert cli.main(arguments) == 0
+    stages = json.loads((out / "stages.json").read_text())
+    names = [stage["name"] for stage in stages["stages"]]
+    assert len(names) == 3 and stages["final"] == names[-1] and "folded" in names[-1]
+    wide, pruned, folded = stages["stages"]
+    assert pruned["parameters"] < wide["parameters"] and folded["macs"] < pruned["macs"]
+    student, info = load_checkpoint(out / "student.pt")  # a normal checkpoint: the pruned, folded DS-CNN
+    assert info.architecture == "dscnn" and info.model_config == {**TINY_TARGET, "kernel_size": 3, "folded": True}
+
+    manifest = convert_student(out / "student.pt", bundle, calibration_windows=40)
+    agreement = manifest["metrics"]["int8_vs_float32"]
+    assert agreement["decision_agreement"] >= 0.97 and agreement["max_abs_probability_difference"] <= INT8_TOLERANCE
+    assert manifest["model"]["precision"] == "int8"
+
+    assert report.main(["--compression", str(out), "--bundle", str(bundle), "--rounds", "2", "--calls", "5"]) == 0
+    written = json.loads((out / "report.json").read_text())
+    for key in ("speed_up_rate_macs", "compression_rate_bytes", "speed_up_rate_latency"):
+        assert written[key] > 0 and key in written["targets_met"]
+    rows = {row["name"]: row for row in written["rows"]}
+    deployed = rows[written["deployed"]]
+    assert deployed["kind"] == "tflite int8" and deployed["bytes"] == manifest["model"]["bytes"]
+    assert deployed["macs"] == folded["macs"] and rows[report.BASELINE]["bytes_of"] == "state_dict"
+    assert {"au_fa_fr", "frr_at_fa_per_hour", "accuracy"} <= set(deployed["test"])
+    assert deployed["latency"]["median_us"] > 0
+    assert "speed_up_rate_macs" in (out / "report.md").read_text()

@@ -1,0 +1,5 @@
+import sys
+
+from train.compress.cli import main
+
+sys.exit(main())

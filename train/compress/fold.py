@@ -1,0 +1,69 @@
+"""BatchNorm folding: the DS-CNN's deployment form, a graph of convolutions with biases and nothing else.
+
+In eval mode a BatchNorm is the per-channel affine map y = a x + b (a = gamma / sqrt(var + eps),
+b = beta - mean a). It folds exactly into the convolution next to it:
+- after a convolution W (the stem's and each block's norms): W' = a W (per output channel), bias' = a bias + b;
+- before the stem (the input norm over mel bins): W'[o, m, :] = W[o, m, :] a[m], bias'[o] = sum_{m,j} W[o, m, j] b[m]
+  (exact because the stem does not pad, so every input it reads went through the norm).
+The folded model computes the same function (checked to float rounding by `fold_dscnn`) and is built with
+`CausalDSCNN(folded=True)`, so the MAC counter no longer counts any normalisation and the int8 TFLite has no
+separate MUL/ADD for the input norm.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from train.compress.separable import dscnn_config
+from train.models.dscnn import CausalDSCNN
+
+FOLD_TOLERANCE = 1e-4  # largest allowed logit difference folded vs unfolded on random windows
+
+
+def norm_affine(norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
+
+
+def fold_after(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale, shift = norm_affine(norm)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+    return conv.weight * scale[:, None, None], bias * scale + shift
+
+
+@torch.no_grad()
+def fold_dscnn(model: CausalDSCNN, frames: int, check_windows: int = 8) -> tuple[CausalDSCNN, dict]:
+    """The folded twin of an (eval-mode) DS-CNN and its config; raises if the two disagree."""
+    model = model.cpu().eval()
+    config = {**dscnn_config(model), "folded": True}
+    if dscnn_config(model)["folded"]:
+        raise ValueError("the model is folded already")
+    folded = CausalDSCNN(model.stem[0].in_channels, model.classifier.out_features, **config).eval()
+    in_scale, in_shift = norm_affine(model.input_norm)
+    stem = model.stem[0]
+    weight = stem.weight * in_scale[None, :, None]
+    bias = (stem.weight * in_shift[None, :, None]).sum(dim=(1, 2))
+    weight, bias = fold_after(_with(stem, weight, bias), model.stem[1])
+    _assign(folded.stem[0], weight, bias)
+    for source, target in zip(model.blocks, folded.blocks, strict=True):
+        _assign(target.depthwise, *fold_after(source.depthwise, source.depthwise_norm))
+        _assign(target.pointwise, *fold_after(source.pointwise, source.pointwise_norm))
+    folded.classifier.load_state_dict(model.classifier.state_dict())
+    probe = torch.randn(check_windows, frames, model.stem[0].in_channels) * 3.0
+    difference = (folded(probe) - model(probe)).abs().max().item()
+    if difference > FOLD_TOLERANCE:
+        raise RuntimeError(f"folded model differs from the original by {difference:.3g} (> {FOLD_TOLERANCE})")
+    return folded, config
+
+
+def _with(conv: nn.Conv1d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv1d:
+    """A stand-in conv carrying `weight` and `bias` (what `fold_after` reads)."""
+    stand_in = nn.Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, bias=True)
+    stand_in.weight, stand_in.bias = nn.Parameter(weight), nn.Parameter(bias)
+    return stand_in
+
+
+def _assign(conv: nn.Conv1d, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    conv.weight.copy_(weight)
+    conv.bias.copy_(bias)

@@ -1,0 +1,56 @@
+"""Depthwise-separable convolutions in place of the teacher's full convolution and GRU: the `CausalDSCNN` student.
+
+The CRNN spends its MACs on a full 2-D convolution and a two-layer GRU. The student replaces them with a strided
+1-D stem over the mel bins and blocks of a depthwise temporal convolution followed by a pointwise (1 x 1)
+convolution: a k-tap full convolution over C channels costs k C^2 per frame, its separable form k C + C^2. Every
+student stays a `CausalDSCNN` (causal, unpadded in time), so the streaming export handles it unchanged.
+
+The compression chain trains `STUDENT`, the largest configuration measured within the budget (MACs under 1/25 of
+the CRNN's), and prunes it further towards `PRUNE_FLOOR` while val quality holds. Why these numbers (measured on
+the default synthetic set, see docs/compression.md): a stem kernel of 1 frame with stride 4 reads every fourth
+25 ms frame (frames overlap by 15 ms, so little is lost) and costs 40 MACs per channel and stem output, which leaves
+room for 20 stem channels; narrower blocks (12) with a wider stem scored better than 16 everywhere, and stems with
+kernel 2-3 and fewer channels scored lower.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from train.models.dscnn import CausalDSCNN
+
+STUDENT = {
+    "channels": 20,
+    "stem_kernel": 1,
+    "stem_stride": 4,
+    "kernel_size": 3,
+    "dilations": [1, 2, 4],
+    "block_channels": [12, 12, 12],
+}
+PRUNE_FLOOR = [12, 8, 8, 8]  # stem and block widths pruning never goes below
+
+
+def dscnn_config(model: CausalDSCNN) -> dict:
+    """The `model_config` that rebuilds `model` (read from its layers, so pruned and folded models describe
+    themselves)."""
+    stem = model.stem[0]
+    blocks = list(model.blocks)
+    return {
+        "channels": stem.out_channels,
+        "stem_kernel": stem.kernel_size[0],
+        "stem_stride": stem.stride[0],
+        "kernel_size": blocks[0].depthwise.kernel_size[0] if blocks else 3,
+        "dilations": [block.depthwise.dilation[0] for block in blocks],
+        "block_channels": [block.pointwise.out_channels for block in blocks],
+        "folded": isinstance(model.input_norm, nn.Identity),
+    }
+
+
+def site_widths(config: dict) -> list[int]:
+    """Channels of the stem output and of each block output: what structured pruning removes channels from."""
+    blocks = config.get("block_channels") or [config["channels"]] * len(config["dilations"])
+    return [config["channels"], *blocks]
+
+
+def with_widths(config: dict, widths: list[int]) -> dict:
+    return {**config, "channels": widths[0], "block_channels": list(widths[1:])}
