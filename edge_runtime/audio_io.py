@@ -3,11 +3,16 @@
 Accepted: WAV (RIFF/WAVEX/RF64) at 8-48 kHz, any channel count, 8/16/24/32-bit integer or 32/64-bit float
 samples. Channels are averaged to mono, and the signal is resampled with soxr (a proper band-limited resampler,
 never by hand). Empty, truncated, corrupt or non-audio files raise `KwsError` with one line naming the file.
+
+`read_audio` returns a file whole; `read_audio_blocks` yields it in blocks of bounded size (soxr's streaming
+resampler keeps its state across blocks), so a recording of hours is never held in memory. Both give the same
+samples: soxr's output does not depend on how its input is cut.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,7 @@ ACCEPTED_AUDIO = (
     "8/16/24/32-bit integer or 32/64-bit float samples"
 )
 ALLOWED = f"allowed: {ACCEPTED_AUDIO}"
+BLOCK_SECONDS = 1.0  # `read_audio_blocks`: audio read from the file per block
 
 
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -31,6 +37,38 @@ def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     path = Path(path)
     audio, file_rate = read_wav(path)
     return resample(downmix(audio), file_rate, sample_rate)
+
+
+def read_audio_blocks(path: str | Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """`read_audio` block by block: mono float32 blocks at `sample_rate` Hz, each from about `block_seconds` of the
+    file, whose concatenation is exactly what `read_audio` returns. The file is checked on the first `next()`;
+    a fault further in (NaN samples, a read error) raises `KwsError` when its block is reached."""
+    path = Path(path)
+    with open_wav(path) as wav:
+        if wav.frames == 0:
+            raise KwsError(f"{path}: contains no audio samples; {ALLOWED}")
+        resampler = StreamResampler(wav.samplerate, sample_rate)
+        block_frames = max(1, round(block_seconds * wav.samplerate))
+        while True:
+            block = read_finite_block(wav, path, block_frames)
+            last = block.shape[0] < block_frames
+            audio = resampler(downmix(block), last=last)
+            if audio.size:
+                yield audio
+            if last:
+                return
+
+
+class StreamResampler:
+    """soxr's streaming resampler (state kept across chunks); identity when the rates match."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        self._stream = None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32")
+
+    def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
+        if self._stream is None:
+            return audio
+        return self._stream.resample_chunk(audio, last=last)
 
 
 def downmix(audio: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """`python -m edge_runtime score|detect|run|bench`.
 
-- `score`/`detect`: keyword scores and detections for WAV files (window model), as JSON lines on stdout.
+- `score`/`detect`: keyword scores and detections for WAV files (window model), as JSON lines on stdout. Files
+  are read and scored block by block, so memory does not grow with the length of a recording.
 - `run`: the live streaming detector on a microphone, standard input or a WAV file (`runner.py`).
 - `bench`: the streaming pipeline's cost on this machine (`bench.py`).
 
@@ -15,8 +16,8 @@ import json
 import sys
 
 from . import bench, config, runner
-from .audio_io import ACCEPTED_AUDIO, read_audio
-from .detector import KeywordScorer, find_detections
+from .audio_io import ACCEPTED_AUDIO, read_audio_blocks
+from .detector import KeywordScorer, iter_detections
 from .errors import KwsError
 from .interpreter import DEFAULT_THREADS
 from .manifest import MANIFEST_NAME, load_bundle
@@ -134,20 +135,25 @@ def main(argv: list[str] | None = None) -> int:
     except KwsError as error:
         return report(error)
     scorer = KeywordScorer(bundle)
+    chosen_threshold, chosen_refractory = getattr(args, "threshold", None), getattr(args, "refractory", None)
+    threshold = bundle.detection.threshold if chosen_threshold is None else chosen_threshold
+    refractory = bundle.detection.refractory_seconds if chosen_refractory is None else chosen_refractory
     status = EXIT_OK
     for file in args.files:
-        try:
-            windows = scorer.window_scores(read_audio(file, bundle.feature_spec.sample_rate))
+        windows = scorer.stream_windows(read_audio_blocks(file, bundle.feature_spec.sample_rate))
+        try:  # a file's lines are printed once all of it has been read: a bad file prints none
+            if args.command == "score":
+                records = [{"file": file, "score": round(max(score for _, score in windows), SCORE_DECIMALS)}]
+            else:
+                records = [
+                    {"file": file, "time_s": round(found.time_s, 3), "score": round(found.score, SCORE_DECIMALS)}
+                    for found in iter_detections(windows, threshold, refractory)
+                ]
         except KwsError as error:
             status = report(error)
             continue
-        if args.command == "score":
-            emit({"file": file, "score": round(windows.peak, SCORE_DECIMALS)})
-            continue
-        threshold = bundle.detection.threshold if args.threshold is None else args.threshold
-        refractory = bundle.detection.refractory_seconds if args.refractory is None else args.refractory
-        for detection in find_detections(windows, threshold, refractory):
-            emit({"file": file, "time_s": round(detection.time_s, 3), "score": round(detection.score, SCORE_DECIMALS)})
+        for record in records:
+            emit(record)
     return status
 
 

@@ -4,7 +4,9 @@ Scoring: the log-mel front-end runs once over the file; a window of `frames_per_
 `window_hop_seconds`, and the model gives the keyword probability of each window. A window's time is the time of
 its last sample (when the model has heard it). A file shorter than one clip is zero-padded at the end to one
 clip, and when the hop does not land on the end of the file a last window is added there, so no audio at the end
-goes unscored.
+goes unscored. `window_scores` does this on a signal held whole; `stream_windows` on a signal arriving in blocks
+(`score`/`detect` read files that way), keeping only the samples and frames the next windows need, with the same
+windows, times and probabilities (the front-end's frames do not depend on how the signal is cut).
 
 Detection, kept simple: scanning windows in time order, a window with probability >= threshold starts a
 detection unless it lies within `refractory_seconds` after the current detection's peak window. A later window
@@ -15,6 +17,7 @@ in view for about a window length, gives one detection.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +73,50 @@ class KeywordScorer:
         last_sample = (starts + spec.frames_per_clip - 1) * spec.hop_samples + spec.window_samples
         return WindowScores(times_s=last_sample / spec.sample_rate, scores=scores)
 
+    def stream_windows(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[float, float]]:
+        """(time_s, keyword probability) of each window, in time order, for a signal given as consecutive blocks:
+        the same windows and values as `window_scores` on the blocks joined, in memory bounded by a block plus a
+        window."""
+        spec, window, hop = self.spec, self.spec.frames_per_clip, self.hop_frames
+        pending = np.zeros(0, np.float32)  # samples no frame has started at yet
+        frames = np.zeros((0, spec.n_mels), np.float32)  # frames from index `first` on
+        first = next_start = total_samples = 0
+
+        def add_frames(audio: np.ndarray) -> np.ndarray:
+            nonlocal frames
+            count = spec.num_frames(audio.shape[0])
+            if count:
+                used = (count - 1) * spec.hop_samples + spec.window_samples
+                frames = np.concatenate([frames, self.front_end.frames(audio[:used])])
+            return audio[count * spec.hop_samples :]
+
+        def score(start: int) -> tuple[float, float]:
+            chunk = frames[start - first : start - first + window]
+            probability = self.bundle.model.probabilities(chunk)[self.bundle.keyword_index]
+            end_sample = (start + window - 1) * spec.hop_samples + spec.window_samples
+            return end_sample / spec.sample_rate, float(np.float32(probability))
+
+        def due() -> Iterator[tuple[float, float]]:
+            nonlocal next_start, frames, first
+            while next_start + window <= first + frames.shape[0]:
+                yield score(next_start)
+                next_start += hop
+            keep_from = min(next_start, first + frames.shape[0] - window)  # the last window may end the file
+            if keep_from > first:
+                frames, first = frames[keep_from - first :], keep_from
+
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32)
+            total_samples += block.shape[0]
+            pending = add_frames(np.concatenate([pending, block]))
+            yield from due()
+        if total_samples < spec.clip_samples:  # shorter than one clip: zero-padded to one, as `window_scores` does
+            pending = add_frames(np.concatenate([pending, np.zeros(spec.clip_samples - total_samples, np.float32)]))
+            yield from due()
+        last = first + frames.shape[0] - window
+        if next_start - hop != last:  # the hop did not land on the end of the signal: one window flush with it
+            yield score(last)
+
 
 def window_starts(num_frames: int, window_frames: int, hop_frames: int) -> np.ndarray:
     """First frame of each window: every `hop_frames`, plus one flush with the end if the hop does not reach it."""
@@ -82,12 +129,23 @@ def window_starts(num_frames: int, window_frames: int, hop_frames: int) -> np.nd
 
 def find_detections(windows: WindowScores, threshold: float, refractory_seconds: float) -> list[Detection]:
     """Detections in time order (see the module docstring for the rule)."""
-    detections: list[Detection] = []
-    for time_s, score in zip(windows.times_s.tolist(), windows.scores.tolist(), strict=True):
-        current = detections[-1] if detections else None
+    pairs = zip(windows.times_s.tolist(), windows.scores.tolist(), strict=True)
+    return list(iter_detections(pairs, threshold, refractory_seconds))
+
+
+def iter_detections(
+    windows: Iterable[tuple[float, float]], threshold: float, refractory_seconds: float
+) -> Iterator[Detection]:
+    """`find_detections` over (time_s, probability) pairs in time order; each detection is yielded once no later
+    window can change it (a window outside its refractory span, or the end)."""
+    current: Detection | None = None
+    for time_s, score in windows:
         if current is not None and time_s - current.time_s < refractory_seconds - TIME_TOLERANCE_S:
             if score > current.score:
                 current.time_s, current.score = time_s, score
         elif score >= threshold:
-            detections.append(Detection(time_s=time_s, score=score))
-    return detections
+            if current is not None:
+                yield current
+            current = Detection(time_s=time_s, score=score)
+    if current is not None:
+        yield current

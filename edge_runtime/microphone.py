@@ -4,12 +4,14 @@ otherwise at its native rate and resampled with soxr.
 Robustness, because this runs unattended as a service:
 - An input overflow (the device delivered faster than we read) is counted and logged, never raised: that chunk
   is lost and the stream goes on.
-- A device that fails mid-stream (unplugged USB microphone) is closed and reopened with exponential backoff
-  (`retry_initial_s`, doubling up to `retry_max_s`), forever; each attempt is logged.
+- A device that fails mid-stream (unplugged USB microphone: ALSA returns ENODEV, PortAudio an unanticipated host
+  error) is closed and reopened with exponential backoff (`retry_initial_s`, doubling up to `retry_max_s`),
+  forever; each attempt is logged. The backoff restarts only once audio flows again, so a device that opens but
+  fails at once is retried with growing waits, not in a busy loop.
 - At start, no input device at all, or no device matching `--device`, is one clear error (the list of input
   devices is in it), not a retry loop.
-PortAudio's ALSA/JACK probing prints pages of noise on stderr when PyAudio starts; it is silenced so stderr
-carries only our own lines.
+PortAudio's ALSA/JACK probing prints pages of noise on stderr when PyAudio starts, and a failing read prints its
+own "Expression ... failed" lines; both are silenced so stderr carries only our own lines.
 """
 
 from __future__ import annotations
@@ -185,7 +187,8 @@ class MicrophoneSource(AudioSource):
     def _read(self) -> np.ndarray | None:
         """One buffer as mono float32 at the model rate; None after an overflow (counted, that buffer is lost)."""
         try:
-            data = self._stream.read(self.frames_per_read, exception_on_overflow=True)
+            with native_stderr_silenced():  # a failing read prints PortAudio's internal "Expression ... failed"
+                data = self._stream.read(self.frames_per_read, exception_on_overflow=True)
         except OSError as error:
             if getattr(error, "errno", None) == self.pyaudio.paInputOverflowed:
                 self.overflows += 1
@@ -200,6 +203,7 @@ class MicrophoneSource(AudioSource):
 
     def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
         delay = self.retry_initial_s
+        read_since_open = True
         while not stop.is_set():
             if self._stream is None:
                 try:
@@ -211,13 +215,19 @@ class MicrophoneSource(AudioSource):
                     continue
                 self.reconnects += 1
                 self.log(f"microphone back: {self.description}")
-                delay = self.retry_initial_s
+                read_since_open = False
             try:
                 chunk = self._read()
             except DeviceLost as error:
-                self.log(f"warning: microphone lost ({error}); reopening")
                 self._close()
+                if read_since_open:  # it worked until now: reopen at once
+                    self.log(f"warning: microphone lost ({error}); reopening")
+                    continue
+                self.log(f"warning: microphone lost again at once ({error}); reopening in {delay:g} s")
+                stop.wait(delay)
+                delay = min(delay * 2, self.retry_max_s)
                 continue
+            read_since_open, delay = True, self.retry_initial_s
             if chunk is not None and chunk.size:
                 yield chunk
 

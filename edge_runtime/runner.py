@@ -229,7 +229,7 @@ def run(settings: dict) -> int:
                 settings["duration_seconds"],
             )
     finally:
-        audio_s = scorer.steps_done * scorer.seconds_per_step
+        audio_s = scorer.audio_seconds
         if source is not None:
             source.close()
             reporter.summary(audio_s, source, output.count, final=True)
@@ -251,22 +251,33 @@ def detect_loop(
     stop: threading.Event,
     duration_s: float | None,
 ) -> None:
-    """Until the source ends, `stop` is set or `duration_s` of audio is done: score, detect, emit, record."""
+    """Until the source ends, `stop` is set or `duration_s` of audio is done: score, detect, emit, record.
+
+    When a finite source (file, standard input) ends, its last partial step is scored too (`StreamingScorer.flush`),
+    so a keyword at the very end of the input is not lost; a stop by signal or `duration_s` does not flush."""
     max_steps = None if duration_s is None else int(np.ceil(duration_s / scorer.seconds_per_step - 1e-9))
-    for chunk in source.chunks(stop):
-        arrived = time.perf_counter_ns()
-        for step in scorer.push(chunk):
+
+    def handle(steps: list, arrived: int) -> bool:
+        """Post-process, emit and record `steps`; True when `duration_s` is reached."""
+        for step in steps:
             started = time.perf_counter_ns()
             detections = post.update(step.times_s, step.scores)
             for detection in detections:
                 output.emit(detection, time.perf_counter_ns() - arrived)
-            audio_s = scorer.steps_done * scorer.seconds_per_step
+            audio_s = scorer.audio_seconds
             if reporter.record(step.features_ns, step.model_ns, time.perf_counter_ns() - started, audio_s):
                 reporter.summary(audio_s, source, output.count)
             if max_steps is not None and scorer.steps_done >= max_steps:
-                return
-        if stop.is_set():
+                return True
+        return False
+
+    for chunk in source.chunks(stop):
+        arrived = time.perf_counter_ns()
+        if handle(scorer.push(chunk), arrived) or stop.is_set():
             return
+    if not stop.is_set():  # the input ended (a microphone never does)
+        arrived = time.perf_counter_ns()
+        handle(scorer.flush(), arrived)
 
 
 @contextlib.contextmanager

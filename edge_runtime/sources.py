@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import soxr
 
-from .audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, downmix, open_wav, read_finite_block
+from .audio_io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, StreamResampler, downmix, open_wav, read_finite_block
 from .errors import KwsError
 
 POLL_SECONDS = 0.1
@@ -45,18 +44,6 @@ class AudioSource:
 def check_rate(rate: int, what: str) -> None:
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise KwsError(f"{what} {rate} Hz is not supported; allowed: {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
-
-
-class StreamResampler:
-    """soxr's streaming resampler (state kept across chunks); identity when the rates match."""
-
-    def __init__(self, from_rate: int, to_rate: int) -> None:
-        self._stream = None if from_rate == to_rate else soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32")
-
-    def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
-        if self._stream is None:
-            return audio
-        return self._stream.resample_chunk(audio, last=last)
 
 
 def pcm16_to_mono(data: bytes, channels: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,7 @@ def wavs(tmp_path_factory) -> dict[str, Path]:
         "other_44k1_float": (at_rate(other_clip, 44100), 44100, "FLOAT", 1),
         "two_keywords_16k": (placed(chirp, 5.0, [1.0, 3.2]), RATE, "PCM_16", 1),
         "short_keyword_16k": (chirp[: int(0.45 * RATE)], RATE, "PCM_16", 1),
+        "keywords_44k1_stereo": (at_rate(placed(chirp, 7.3, [0.4, 2.1, 4.0, 6.75]), 44100), 44100, "PCM_16", 2),
     }
     paths = {}
     for name, (audio, rate, subtype, channels) in files.items():
@@ -250,3 +252,88 @@ def test_windows_cover_the_end_of_the_file():
     assert window_starts(98, 98, 10).tolist() == [0]
     assert window_starts(118, 98, 10).tolist() == [0, 10, 20]
     assert window_starts(125, 98, 10).tolist() == [0, 10, 20, 27]
+
+
+WHOLE_FILE_PATH = """
+import json, sys
+from edge_runtime.audio_io import read_audio
+from edge_runtime.detector import KeywordScorer, find_detections
+from edge_runtime.manifest import load_bundle
+
+command, bundle, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+scorer = KeywordScorer(load_bundle(bundle))
+for file in files:
+    windows = scorer.window_scores(read_audio(file, 16000))  # the file whole, as score/detect used to read it
+    if command == "score":
+        print(json.dumps({"file": file, "score": round(windows.peak, 6)}))
+    for found in find_detections(windows, 0.5, 1.0) if command == "detect" else []:
+        print(json.dumps({"file": file, "time_s": round(found.time_s, 3), "score": round(found.score, 6)}))
+"""
+
+
+def test_block_by_block_score_and_detect_equal_the_whole_file_path(edge_python, bundle, wavs):
+    """`score`/`detect` read files in blocks; their lines are exactly those of scoring each file held whole."""
+    names = ["keyword_16k_int16", "short_keyword_16k", "keyword_8k_stereo_24bit", "keyword_44k1_float"]
+    files = [str(wavs[name]) for name in (*names, "two_keywords_16k", "keywords_44k1_stereo")]
+    for command in ("score", "detect"):
+        streamed = run_edge(edge_python, command, "--model", bundle, *files)
+        whole = subprocess.run(
+            [str(edge_python), "-c", WHOLE_FILE_PATH, command, str(bundle), *files],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert streamed.returncode == whole.returncode == 0, streamed.stderr + whole.stderr
+        assert streamed.stdout == whole.stdout and streamed.stdout
+    assert len(json_lines(streamed.stdout)) >= 6  # detect: the 44.1 kHz stereo file's four keywords among them
+
+
+def test_window_scores_do_not_depend_on_the_block_size(bundle, wavs):
+    from edge_runtime.audio_io import read_audio, read_audio_blocks
+    from edge_runtime.detector import KeywordScorer
+    from edge_runtime.manifest import load_bundle
+
+    scorer = KeywordScorer(load_bundle(bundle))
+    for name in ("keywords_44k1_stereo", "short_keyword_16k", "keyword_8k_stereo_24bit"):
+        whole = scorer.window_scores(read_audio(wavs[name], RATE))
+        for block_seconds in (0.013, 0.5, 100.0):
+            pairs = list(scorer.stream_windows(read_audio_blocks(wavs[name], RATE, block_seconds)))
+            np.testing.assert_array_equal([time for time, _ in pairs], whole.times_s)
+            np.testing.assert_array_equal(np.array([score for _, score in pairs], np.float32), whole.scores)
+
+
+PEAK_RSS = """
+import resource, subprocess, sys
+result = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=120)
+sys.stderr.write(result.stderr)
+print(result.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, len(result.stdout.splitlines()))
+"""
+LONG_MINUTES = 30
+RSS_GROWTH_LIMIT_MB = 20  # the long file may cost this much more than a 1 s file; whole it would be 115 MB of
+# float32 samples alone (and the whole-file path peaked at 1.7 GB on it: frames, FFTs and resampling of it all)
+
+
+def peak_rss_mb(python: Path, *args) -> tuple[float, int]:
+    """Peak RSS of `python -m edge_runtime ARGS` (ru_maxrss of the only child of a fresh wrapper) and its lines."""
+    wrapper = subprocess.run(
+        [str(python), "-c", PEAK_RSS, str(python), "-m", "edge_runtime", *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    status, max_rss_kb, lines = map(int, wrapper.stdout.split())
+    assert status == 0 and wrapper.returncode == 0, wrapper.stderr
+    return max_rss_kb / 1024, lines
+
+
+def test_long_file_is_scored_in_bounded_memory(edge_python, bundle, wavs, tmp_path):
+    """30 minutes of quiet noise: peak RSS of `score` and `detect` stays within RSS_GROWTH_LIMIT_MB of a 1 s file."""
+    long_wav = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    with soundfile.SoundFile(long_wav, "w", RATE, 1, "PCM_16") as wav:  # written in blocks: the test stays small too
+        for _ in range(LONG_MINUTES * 6):
+            wav.write((rng.standard_normal(RATE * 10) * 3).astype("<i2"))
+    assert long_wav.stat().st_size > LONG_MINUTES * 60 * RATE * 2
+    short_mb, _ = peak_rss_mb(edge_python, "score", "--model", bundle, wavs["keyword_16k_int16"])
+    whole_float32_mb = LONG_MINUTES * 60 * RATE * 4 / 2**20
+    for command in ("score", "detect"):
+        long_mb, lines = peak_rss_mb(edge_python, command, "--model", bundle, long_wav)
+        print(f"{command}: peak RSS {long_mb:.1f} MB ({LONG_MINUTES} min), {short_mb:.1f} MB (1 s)", file=sys.stderr)
+        assert long_mb < short_mb + RSS_GROWTH_LIMIT_MB < whole_float32_mb
+        assert command == "detect" or lines == 1

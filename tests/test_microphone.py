@@ -9,6 +9,7 @@ device is not paced in real time, so capture runs as fast as the runtime reads, 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from edge_runtime.errors import KwsError
 from edge_runtime.microphone import choose_format, pick_device
 from tests.test_run_cli import (
     EDGE_PYTHON,
+    KEYWORD_AT,
     RATE,
     SCENE_SECONDS,
     assert_one_per_keyword,
@@ -161,3 +163,99 @@ def test_a_lost_microphone_is_reopened_with_backoff(tmp_path):
     assert lines[1] == "warning: microphone lost (stream error); reopening"
     assert lines[2] == "warning: microphone not available (device unavailable); retrying in 0.01 s"
     assert lines[-1].startswith("microphone back: microphone ") and f"'{DEVICE}' at {RATE} Hz" in lines[-1]
+
+
+UNPLUG_PLUGIN_SOURCE = REPO / "tests" / "kws_unplug_pcm.c"
+
+
+def unplug_env(folder: Path, audio: np.ndarray, fail_after_s: float, gone_s: float) -> dict:
+    """Environment whose ALSA has the capture PCM DEVICE from tests/kws_unplug_pcm.c: `audio` (looped), unplugged
+    after `fail_after_s` seconds of it (reads fail with ENODEV), not openable for `gone_s`, then back."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None or not Path("/usr/include/alsa/pcm_external.h").is_file():
+        pytest.fail("building the test ALSA plugin needs gcc and libasound2-dev (pulled in by portaudio19-dev)")
+    plugin = folder / "libasound_module_pcm_kwsunplug.so"
+    build = subprocess.run(
+        [compiler, "-shared", "-fPIC", "-DPIC", "-O1", "-o", str(plugin), str(UNPLUG_PLUGIN_SOURCE), "-lasound"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    raw = folder / "capture.raw"
+    raw.write_bytes(pcm16(audio))
+    config = folder / "asoundrc_unplug"
+    config.write_text(
+        f'pcm_type.kwsunplug {{\n  lib "{plugin}"\n}}\n'
+        f'pcm.{DEVICE} {{\n  type kwsunplug\n  infile "{raw}"\n  state "{folder / "unplugged_until"}"\n'
+        f"  fail_after {round(fail_after_s * RATE)}\n  gone_seconds {gone_s}\n}}\n"
+    )
+    return dict(os.environ, ALSA_CONFIG_PATH=f"{SYSTEM_ALSA_CONFIG}:{config}")
+
+
+def test_a_microphone_unplugged_mid_stream_is_reopened_and_detection_goes_on(bundle, tmp_path):
+    """Nothing injected in Python: the ALSA device itself fails mid-stream (ENODEV, as an unplugged USB microphone)
+    and disappears for 1 s. PortAudio's read fails, the runtime says so once, retries with backoff while the device
+    is missing, reopens it, and detection goes on: no traceback, no PortAudio noise, exit 0."""
+    lost_at = 5.0  # seconds of audio: after the first two keywords of the scene (1.0 and 3.6 s)
+    env = unplug_env(tmp_path, scene(), fail_after_s=lost_at, gone_s=1.0)
+    result = run_edge(
+        "run", "--model", bundle, "--device", DEVICE, "--duration", lost_at + SCENE_SECONDS,
+        "--retry-initial", "0.2", "--retry-max", "0.4", env=env,
+    )  # fmt: skip
+    records = detections(result)  # exit status 0
+    # Reopened, the device starts its audio again: the scene's three keywords follow at stream time 5 s + T.
+    assert_one_per_keyword(records, keyword_at=(*KEYWORD_AT[:2], *(lost_at + t for t in KEYWORD_AT)))
+    lines = result.stderr.decode().splitlines()
+    lost = [line for line in lines if line.startswith("warning: microphone lost")]
+    retries = [line for line in lines if line.startswith("warning: microphone not available (")]
+    back = [line for line in lines if line.startswith("microphone back: ")]
+    assert lost == ["warning: microphone lost ([Errno -9999] Unanticipated host error); reopening"], lines
+    assert retries and retries[0].endswith("retrying in 0.2 s")  # the device is missing for 1 s: backoff
+    assert all(line.endswith(("retrying in 0.2 s", "retrying in 0.4 s")) for line in retries), retries
+    assert len(back) == 1 and f"'{DEVICE}' at {RATE} Hz" in back[0]
+    ours = ("listening: ", "warning: ", "microphone back: ", "summary: ", "final summary: ")
+    assert all(line.startswith(ours) for line in lines), lines  # no traceback, no "Expression ... failed" noise
+    assert "detections 5" in lines[-1]
+
+
+FAILS_AT_ONCE_SCRIPT = """
+import sys, threading
+from edge_runtime.microphone import DeviceLost, MicrophoneSource
+
+logs, waits = [], []
+source = MicrophoneSource(sys.argv[1], 16000, 1600, logs.append, retry_initial_s=0.01, retry_max_s=0.03)
+real_read, reads = source._read, []
+
+def flaky_read():  # read 2 fails (the device is lost); reopened, it fails at its first read twice more
+    reads.append(1)
+    if len(reads) in (2, 3, 4):
+        raise DeviceLost("stream error")
+    return real_read()
+
+class RecordingStop(threading.Event):
+    def wait(self, timeout=None):
+        waits.append(timeout)
+        return False
+
+source._read = flaky_read
+chunks = source.chunks(RecordingStop())
+got = [next(chunks) for _ in range(3)]
+source.close()
+print(waits, source.reconnects, [len(c) for c in got])
+print("\\n".join(logs))
+"""
+
+
+def test_a_device_that_fails_at_once_after_reopening_is_retried_with_backoff(tmp_path):
+    """A device that opens but fails at its first read must not make a busy open/fail loop."""
+    env = alsa_env(tmp_path, scene(keyword_at=(), other_at=(), seconds=2.0), RATE)
+    result = subprocess.run(
+        [str(EDGE_PYTHON), "-c", FAILS_AT_ONCE_SCRIPT, DEVICE], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[0.01, 0.02] 3 [1600, 1600, 1600]"
+    assert lines[1] == "warning: microphone lost (stream error); reopening"
+    assert lines[3] == "warning: microphone lost again at once (stream error); reopening in 0.01 s"
+    assert lines[5] == "warning: microphone lost again at once (stream error); reopening in 0.02 s"
+    assert [line.split(":")[0] for line in lines[2::2]] == ["microphone back"] * 3

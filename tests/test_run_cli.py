@@ -93,13 +93,29 @@ def test_wav_gives_one_detection_per_keyword(bundle, wavs):
         assert set(record) == {"time_s", "keyword", "score", "latency_ms", "utc"}
         assert record["keyword"] == "sheila" and 0.5 <= record["score"] <= 1.0 and 0.0 < record["latency_ms"] < 1000
     stderr = result.stderr.decode()
-    assert stderr.startswith("listening: WAV file") and "final summary: 8.4 s audio" in stderr  # whole 100 ms steps
+    # All 8.5 s: 84 whole 100 ms steps, and at the end of the file the last partial one, completed with silence.
+    assert stderr.startswith("listening: WAV file") and "final summary: 8.5 s audio" in stderr
     assert "Traceback" not in stderr
 
 
 def test_negative_audio_gives_no_detection(bundle, wavs):
     result = run_edge("run", "--model", bundle, "--wav", wavs["negative"])
     assert detections(result) == [] and "detections 0" in result.stderr.decode()
+
+
+def test_keyword_ending_with_the_input_is_detected(bundle, tmp_path):
+    """A keyword that ends with the file (or with standard input) is not lost in the last, partial model step."""
+    chirp = keyword_sound(np.random.default_rng(7), seconds=0.25)  # as in test_streaming's end-of-input test
+    audio = np.zeros(RATE, np.float32)
+    audio[-len(chirp) :] = chirp  # without the end-of-input flush: no detection, "0.9 s audio"
+    wav = tmp_path / "keyword_at_end.wav"
+    soundfile.write(wav, audio, RATE, subtype="PCM_16")
+    by_wav = run_edge("run", "--model", bundle, "--wav", wav)
+    by_stdin = run_edge("run", "--model", bundle, "--stdin", stdin=pcm16(audio))
+    for result in (by_wav, by_stdin):
+        records = detections(result)
+        assert len(records) == 1 and 0.75 < records[0]["time_s"] <= 1.02, records
+        assert "final summary: 1.0 s audio" in result.stderr.decode()
 
 
 def test_stdin_pcm_gives_the_same_detections_at_any_rate(bundle, wavs):

@@ -19,8 +19,10 @@ import pytest
 import torch
 
 from convert.stream_model import NotStreamable, StreamingDSCNN, StreamLayout, window_start_of_output
+from edge_runtime.detector import KeywordScorer
 from edge_runtime.features import LogMelFrontEnd
 from edge_runtime.interpreter import TfliteModel
+from edge_runtime.manifest import load_bundle
 from edge_runtime.postprocess import DetectionPolicy, PostProcessor
 from edge_runtime.stream_manifest import load_stream_bundle
 from edge_runtime.streaming import StreamingFrontEnd, StreamingScorer
@@ -180,6 +182,45 @@ def test_bundle_stream_equals_window_model_for_every_chunking(bundle, audio):
     threshold = manifest["detection"]["threshold"]
     assert np.mean((int8 >= threshold) == (window_float >= threshold)) >= 0.97
     assert window_float.max() > 0.9 and window_float.min() < 0.1  # the audio really holds keywords and non-keywords
+
+
+def keyword_at_end(samples: int = SPEC.sample_rate) -> np.ndarray:
+    """Digital silence ending in a short keyword (a 0.25 s chirp) that stops with the input."""
+    chirp = keyword_sound(np.random.default_rng(7), seconds=0.25)
+    audio = np.zeros(samples, np.float32)
+    audio[-len(chirp) :] = chirp
+    return audio
+
+
+def test_end_of_input_flush_scores_the_last_partial_step(bundle):
+    """At the end of the input the audio short of a whole step is scored, completed with silence: a keyword that
+    ends with the file scores as the window model scores the file, instead of being cut off by the last step."""
+    audio = keyword_at_end()
+    window_peak = KeywordScorer(load_bundle(bundle)).window_scores(audio).peak  # one window: the whole 1 s file
+    stream_bundle = load_stream_bundle(bundle)
+    results = []
+    for chunk in (37, 1000, SPEC.sample_rate):
+        scorer = StreamingScorer(stream_bundle.stream, stream_bundle.keyword_index)
+        steps = [step for start in range(0, len(audio), chunk) for step in scorer.push(audio[start : start + chunk])]
+        assert len(steps) == 9 and scorer.audio_seconds == pytest.approx(0.9)  # 1 s = 9 whole 100 ms steps + 0.1 s
+        flushed = scorer.flush()
+        assert len(flushed) == 1 and scorer.audio_seconds == 1.0 and scorer.steps_done == 10
+        results.append(np.concatenate([step.scores for step in steps + flushed]))
+        times = flushed[0].times_s  # up to the first output that has read the last sample, no further
+        assert times[-2] < 1.0 <= times[-1] < 1.0 + stream_bundle.stream.stride_frames * SPEC.hop_ms / 1000
+    for scores in results[1:]:
+        np.testing.assert_array_equal(scores, results[0])
+    before, after = results[0][:45].max(), results[0].max()
+    assert before < window_peak - 0.2  # measured 0.49 vs 0.79: without the flush the keyword is cut off
+    assert abs(after - window_peak) <= INT8_TOLERANCE  # measured 0.785 vs 0.785
+
+
+def test_flush_adds_nothing_when_every_sample_is_in_a_step(bundle):
+    stream_bundle = load_stream_bundle(bundle)
+    scorer = StreamingScorer(stream_bundle.stream, stream_bundle.keyword_index)
+    exact = 9 * scorer.front_end.advance + SPEC.window_samples - SPEC.hop_samples  # frames end with the audio
+    assert len(scorer.push(keyword_at_end(exact))) == 9
+    assert scorer.flush() == [] and scorer.audio_seconds == exact / SPEC.sample_rate
 
 
 def test_postprocessing_fires_once_per_rise_and_respects_the_refractory_period():
