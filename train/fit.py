@@ -27,6 +27,7 @@ from train.features_torch import TorchLogMel
 from train.metrics import balanced_threshold, detection_metrics
 from train.models import ARCHITECTURES, build_model, count_parameters
 from train.resume import RESUME_FILE, load_training_state, restore, save_training_state
+from train.spec_augment import SpecAugment
 
 
 @dataclass
@@ -39,6 +40,10 @@ class FitConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-3
     positive_fraction: float = 0.35
+    # SpecAugment masks on training features (train.spec_augment). Off by default: on the default data the CRNN
+    # trained with them scored lower on val (best epoch: AUC 0.9948 vs 0.9976, accuracy 96.1% vs 97.8%) though its
+    # test AUC was higher (0.9939 vs 0.9878): no clear gain, so the option stays for experiments.
+    spec_augment: bool = False
     seed: int = 0
     device: str = "auto"
     resume: bool = False
@@ -82,13 +87,15 @@ def keyword_scores(model, front_end, windows: np.ndarray, keyword_index: int, de
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
-def train_one_epoch(model, front_end, optimizer, scheduler, scaler, batches, device, use_amp, progress):
+def train_one_epoch(model, front_end, optimizer, scheduler, scaler, batches, device, use_amp, progress, masks=None):
     model.train()
     total_loss, seen = 0.0, 0
     for audio, labels in batches:
         audio, labels = torch.from_numpy(audio).to(device), torch.from_numpy(labels).to(device)
         with torch.no_grad():
             features = front_end(audio)  # float32 FFT outside autocast
+            if masks is not None:
+                features = masks(features)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             loss = torch.nn.functional.cross_entropy(model(features), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -170,6 +177,7 @@ def fit(config: FitConfig) -> dict:
             loss = train_one_epoch(
                 model, front_end, optimizer, scheduler, scaler,
                 augmented_batches(clips, augmenter, order, config.batch_size), device, use_amp, bar,
+                masks=SpecAugment() if config.spec_augment else None,
             )
         val_scores = keyword_scores(model, front_end, val_windows, keyword_index, device)
         val = detection_metrics(val_scores, val_labels == keyword_index, balanced_threshold(val_scores, val_labels))
@@ -217,7 +225,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
     return {
         "model": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
         "learning_rate": config.learning_rate, "weight_decay": config.weight_decay,
-        "positive_fraction": config.positive_fraction, "seed": config.seed,
+        "positive_fraction": config.positive_fraction, "seed": config.seed, "spec_augment": config.spec_augment,
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
     }
 
@@ -239,6 +247,10 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
     parser.add_argument(
         "--positive-fraction", type=float, default=defaults.positive_fraction,
         help="share of keyword clips in each epoch (keyword clips are resampled to reach it)",
+    )
+    parser.add_argument(
+        "--spec-augment", action="store_true",
+        help="SpecAugment frequency and time masks on the training features (train.spec_augment)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for weights, order and augmentation")
     parser.add_argument(

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in FLOAT_SETTINGS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                             help=_HELP[name])
+    parser.add_argument("--spec-augment", action="store_true",
+                        help="SpecAugment masks on the student's input (train.spec_augment; default: off, the "
+                             "budget-size student underfits already)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for augmentation, order and weights")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto picks CUDA if present")
     return parser

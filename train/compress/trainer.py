@@ -17,6 +17,7 @@ from tqdm import tqdm
 from train.compress.bank import Bank, Windows
 from train.compress.distill import DistillationLoss, DistillSettings, captured_embedding
 from train.metrics import balanced_threshold, detection_metrics
+from train.spec_augment import SpecAugment
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class TrainSettings:
     weight_decay: float = 1e-3
     batch_size: int = 128
     seed: int = 0
+    spec_augment: SpecAugment | None = None  # masks the student's input (the teacher's logits saw it whole)
 
 
 @dataclass
@@ -93,7 +95,8 @@ def train_student(
         with bar:
             for start in range(0, len(order), settings.batch_size):
                 chosen = order[start : start + settings.batch_size]
-                features = view.features[chosen].to(device).float()
+                features = view.features[chosen].float()
+                features = (settings.spec_augment(features) if settings.spec_augment else features).to(device)
                 labels = view.labels[chosen].to(device)
                 with captured_embedding(model) as captured:
                     logits = model(features)
