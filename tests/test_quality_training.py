@@ -5,9 +5,10 @@ import pytest
 
 from edge_runtime.features import FeatureSpec
 from train.data.augment import Augmenter, band_limit, fast_fft_size, reverberate, synthetic_rir
-from train.data.clipset import ClipSet, build_dataset
+from train.data.clipset import SPLITS, ClipSet, build_dataset
+from train.data.homophones import espeak_homophones, sound_key
 from train.data.piper_voice import PiperVoiceFile
-from train.data.synthetic import SplitCounts, SyntheticSource, plan_requests
+from train.data.synthetic import SplitCounts, SyntheticSource, plan_requests, spoken_negatives
 from train.data.vocabulary import hard_negatives, negative_vocabulary, pronunciations_of
 
 SPEC = FeatureSpec()
@@ -24,6 +25,18 @@ def test_hard_negatives_are_parts_insides_and_neighbours_never_the_keyword():
         keyword_phones = set(pronunciations_of(keyword))
         assert keyword not in said and f"{keyword}s" not in said and f"{keyword}'s" not in said
         assert not keyword_phones & {p for word in said for p in pronunciations_of(word)}
+
+
+def test_words_an_espeak_accent_says_like_the_keyword_are_not_negatives():
+    # "scheeler" is one CMU phone from "sheila" (ER for AH) but eSpeak's RP and Caribbean voices say both [S'i:la#].
+    assert sound_key("S'i:la#") == sound_key("S'i:l3") == sound_key("S'i:l@") == "Si:l@"
+    assert sound_key("S'i:li") != sound_key("S'i:l@")
+    assert espeak_homophones("sheila", ("scheeler", "shealy", "sheena", "sheila")) == ("scheeler", "sheila")
+    vocabulary, dropped = spoken_negatives("sheila")
+    assert dropped == ["scheeler"] and "scheeler" in negative_vocabulary("sheila")["hard"]
+    assert all("scheeler" not in words for words in vocabulary.values()) and "shealy" in vocabulary["hard"]
+    planned = {r.text for r in plan_requests("sheila", {s: SplitCounts(0, 0, 400, 0, 0) for s in SPLITS}, seed=0)}
+    assert not any("scheeler" in text.split() for text in planned)
 
 
 def test_a_keyword_outside_the_dictionary_still_gets_its_parts():
@@ -46,7 +59,7 @@ def test_a_tiny_hey_nova_build_has_hard_negatives_from_the_phrase(hey_nova_build
     clips = hey_nova_build
     assert clips.meta["keyword"] == "hey nova" and clips.meta["labels"] == ["_other_", "hey nova"]
     assert set(clips.texts[clips.labels == 1]) == {"hey nova"}
-    hard = set(negative_vocabulary("hey nova")["hard"])
+    hard = set(spoken_negatives("hey nova")[0]["hard"])
     assert hard == set(clips.meta["negative_vocabulary"]["hard"])
     negatives = [text for text in clips.texts[clips.labels == 0] if text]
     assert sum(text in hard for text in negatives) >= 3

@@ -153,6 +153,8 @@ class EspeakEngine:
             ctypes.c_void_p, ctypes.c_void_p,
         ]  # fmt: skip
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         sample_rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path()).encode(), 0)
         if sample_rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed ({sample_rate}) with data at {data_path()}")
@@ -191,3 +193,17 @@ class EspeakEngine:
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
         self._chunks = []
         return audio.astype(np.float32) / INT16_FULL_SCALE
+
+    def phonemes(self, texts: list[str], language: str) -> list[str]:
+        """What `language` (e.g. "en-gb-x-rp") says for each of `texts`, in eSpeak's ASCII phoneme mnemonics
+        ("S'i:l@"), one space between the phonemes of successive clauses. No audio is made."""
+        if self._lib.espeak_SetVoiceByName(language.encode()) != EE_OK:
+            raise ValueError(f"eSpeak could not select voice {language!r}")
+        said = []
+        for text in texts:
+            remaining = ctypes.c_char_p(text.encode("utf-8"))
+            pieces = []
+            while remaining.value:  # the library advances `remaining` past each clause it converts
+                pieces.append(self._lib.espeak_TextToPhonemes(ctypes.byref(remaining), ESPEAK_CHARS_UTF8, 0))
+            said.append(" ".join(piece.decode() for piece in pieces if piece))
+        return said

@@ -30,9 +30,10 @@ from train.data.augment import NOISE_COLOURS, babble_noise, coloured_noise, synt
 from train.data.clipset import SPLITS, ClipSetWriter, DataSource, base_meta, prepare_utterance, resample
 from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice, english_languages, voice_variants
 from train.data.piper_voice import PiperEngine, PiperParams, PiperVoiceFile
+from train.data.homophones import without_homophones
 from train.data.vocabulary import negative_vocabulary, normalize_keyword
 
-SYNTHESIS_VERSION = 2  # bump when planning or processing changes, so old caches are not reused
+SYNTHESIS_VERSION = 3  # bump when planning or processing changes, so old caches are not reused
 
 
 @dataclass(frozen=True)
@@ -160,13 +161,19 @@ def _negative_text(rng: np.random.Generator, vocabulary: dict[str, list[str]], k
     return words[rng.integers(len(words))]
 
 
+def spoken_negatives(keyword: str) -> tuple[dict[str, list[str]], list[str]]:
+    """The negative vocabulary the build speaks, without words eSpeak says like the keyword (`homophones`), and
+    the words dropped for that."""
+    return without_homophones(negative_vocabulary(keyword), keyword)
+
+
 def plan_requests(
     keyword: str, counts: dict[str, SplitCounts], seed: int, piper_voices: Sequence[PiperVoiceFile] = ()
 ) -> list[Request]:
     """Every speech utterance of the build, in storage order, with all random choices made here. Piper utterances
     pick a voice (the bundled joe, then `piper_voices`) and one of its speakers uniformly."""
     voices_piper = [PiperVoiceFile.joe(), *piper_voices]
-    vocabulary = negative_vocabulary(keyword)
+    vocabulary, _ = spoken_negatives(keyword)
     variants = held_out_variants(seed)
     languages = english_languages()
     requests: list[Request] = []
@@ -373,7 +380,8 @@ class SyntheticSource(DataSource):
                 "piper_noise_scale": PIPER_NOISE_SCALE,
                 "piper_noise_w_scale": PIPER_NOISE_W_SCALE,
             },
-            "negative_vocabulary": negative_vocabulary(self.keyword),
+            "negative_vocabulary": spoken_negatives(self.keyword)[0],
+            "dropped_homophones": spoken_negatives(self.keyword)[1],
             "piper_voices": [
                 {"name": v.name, "speakers": v.num_speakers, "model": str(v.model)}
                 for v in (PiperVoiceFile.joe(), *self.piper_voices)
