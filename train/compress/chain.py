@@ -45,9 +45,9 @@ TORCH_FP32, TORCH_DYNAMIC_INT8, TFLITE_INT8 = "torch fp32", "torch dynamic int8"
 
 @dataclass(frozen=True)
 class ChainSettings:
-    """Epochs, losses and pruning limits of every training the chain does (defaults: ~5 min on 2 CPU cores)."""
+    """Epochs, losses and pruning limits of every training the chain does (defaults: ~8 min on 2 CPU cores)."""
 
-    student_epochs: int = 40  # the DS-CNN at its budget size (the chain, and separable alone)
+    student_epochs: int = 120  # the DS-CNN at its budget size (the chain, and separable alone); 40 underfit
     prune_steps: int = 3  # pruning steps from the student's widths towards `prune_floor`, at most
     prune_epochs: int = 8  # fine-tuning after each DS-CNN pruning step
     crnn_epochs: int = 15  # the small CRNN trained from scratch (distillation alone)
