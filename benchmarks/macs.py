@@ -10,18 +10,11 @@ torch is imported inside the functions: the module imports in any environment.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from edge_runtime.manifest import sha256_of
+
 MS_PER_SECOND = 1000.0
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_checkpoint(artifacts: Path, manifest: dict, repo: Path) -> tuple[Path | None, str]:
@@ -39,7 +32,7 @@ def source_checkpoint(artifacts: Path, manifest: dict, repo: Path) -> tuple[Path
         if path in seen or not path.is_file():
             continue
         seen.append(path)
-        if wanted is None or file_sha256(path) == wanted:
+        if wanted is None or sha256_of(path) == wanted:
             return path, "manifest source.checkpoint" if named and path in candidates[:2] else "artifacts/train"
     if seen:
         tried = ", ".join(map(str, seen))
