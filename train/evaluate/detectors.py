@@ -2,8 +2,8 @@
 
 An evaluation scores each stream once (`score`) and then asks for the detections at many thresholds (`detect`),
 which is how the whole FRR / FA-per-hour curve comes from one pass. `WindowDetector` wraps the window scanner
-(`edge_runtime.detector`); when the streaming detector (`python -m edge_runtime run`) lands, a `StreamingDetector`
-with the same two methods goes beside it and `DEFAULT_DETECTOR` names it: that is the one-line switch.
+(`edge_runtime.detector`, what `detect` uses); `StreamingDetector` wraps the streaming model and post-processing of
+`python -m edge_runtime run` (the service) and is the default (`DEFAULT_DETECTOR`).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class StreamingDetector:
         from edge_runtime.streaming import StreamingScorer
 
         scorer = StreamingScorer(self.bundle.stream, self.bundle.keyword_index)
-        steps = scorer.push(audio)
+        steps = scorer.push(audio) + scorer.flush()  # a stream's end is a file's end: score its last partial step
         if not steps:
             return ScoreTrack(np.zeros(0), np.zeros(0, np.float32))
         return ScoreTrack(np.concatenate([s.times_s for s in steps]), np.concatenate([s.scores for s in steps]))
@@ -85,7 +85,8 @@ class StreamingDetector:
 
 
 DETECTORS = {"window": WindowDetector, "streaming": StreamingDetector}
-DEFAULT_DETECTOR = "window"  # "streaming" once bundles carry the streaming model by default
+# The deployed path: `python -m edge_runtime run` and the service stream; every bundle carries the streaming model.
+DEFAULT_DETECTOR = "streaming"
 
 
 def make_detector(bundle: str | Path, kind: str = DEFAULT_DETECTOR):
