@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from train.metrics import balanced_threshold, detection_metrics, roc_auc
+from train.metrics import accuracy_threshold, balanced_threshold, detection_metrics, roc_auc
 
 
 def test_roc_auc_matches_pair_counting_with_ties():
@@ -28,3 +28,15 @@ def test_balanced_threshold_separates_separable_scores():
     threshold = balanced_threshold(scores, labels)
     assert 0.3 < threshold <= 0.85
     assert detection_metrics(scores, labels, threshold)["accuracy"] == 1.0
+
+
+def test_the_accuracy_threshold_counts_errors_where_the_balanced_one_weighs_rates():
+    # 2 keyword clips and 6 others: accepting the keyword at 0.2 costs two false accepts (2/6 FAR) to save one
+    # false reject (1/2 FRR). The balanced rule takes that trade, the accuracy rule does not.
+    scores = np.array([0.9, 0.2, 0.25, 0.22, 0.1, 0.05, 0.03, 0.01])
+    labels = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    balanced, accurate = balanced_threshold(scores, labels), accuracy_threshold(scores, labels)
+    assert balanced < 0.2 and accurate > 0.25
+    assert detection_metrics(scores, labels, balanced)["accuracy"] == 6 / 8
+    assert detection_metrics(scores, labels, accurate)["accuracy"] == 7 / 8
+    assert accuracy_threshold(scores, np.ones(8)) == 0.5

@@ -24,7 +24,7 @@ from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
-from train.metrics import balanced_threshold, detection_metrics
+from train.metrics import accuracy_threshold, detection_metrics
 from train.models import ARCHITECTURES, build_model, count_parameters
 from train.resume import RESUME_FILE, load_training_state, restore, save_training_state
 from train.spec_augment import SpecAugment
@@ -180,7 +180,7 @@ def fit(config: FitConfig) -> dict:
                 masks=SpecAugment() if config.spec_augment else None,
             )
         val_scores = keyword_scores(model, front_end, val_windows, keyword_index, device)
-        val = detection_metrics(val_scores, val_labels == keyword_index, balanced_threshold(val_scores, val_labels))
+        val = detection_metrics(val_scores, val_labels == keyword_index, accuracy_threshold(val_scores, val_labels))
         history.append({"epoch": epoch, "train_loss": loss, **{f"val_{k}": v for k, v in val.items()}})
         print(
             f"epoch {epoch}: loss {loss:.4f}  val AUC {val['roc_auc']:.4f}  val accuracy {val['accuracy']:.4f}",
@@ -199,7 +199,7 @@ def fit(config: FitConfig) -> dict:
 
     model, info = load_checkpoint(best_path, device=str(device))
     val_scores = keyword_scores(model, front_end, val_windows, keyword_index, device)
-    info.threshold = balanced_threshold(val_scores, val_labels == keyword_index)
+    info.threshold = accuracy_threshold(val_scores, val_labels == keyword_index)
     test_windows, test_labels = centered_windows(clips, augmenter, "test")
     if test_windows is None:
         raise ValueError("the test split is empty; the data set needs train, val and test clips")

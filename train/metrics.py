@@ -37,17 +37,32 @@ def detection_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) 
     }
 
 
-def balanced_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold that minimises FRR + FAR on (validation) scores; candidates are midpoints between scores."""
+def _best_threshold(scores: np.ndarray, labels: np.ndarray, by_rate: bool) -> float:
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(bool)
     if labels.all() or not labels.any():
         return 0.5
     candidates = np.unique(scores)
     candidates = np.concatenate([[0.0], (candidates[:-1] + candidates[1:]) / 2.0, [1.0]])
     pos, neg = scores[labels], scores[~labels]
-    frr = (pos[None, :] < candidates[:, None]).mean(axis=1)
-    far = (neg[None, :] >= candidates[:, None]).mean(axis=1)
-    cost = frr + far
+    rejects = (pos[None, :] < candidates[:, None]).sum(axis=1)
+    accepts = (neg[None, :] >= candidates[:, None]).sum(axis=1)
+    cost = rejects / len(pos) + accepts / len(neg) if by_rate else rejects + accepts
     # Among equally good thresholds take the middle one, which is the most robust to a shift in scores.
     best = np.flatnonzero(cost == cost.min())
     return float(candidates[best[len(best) // 2]])
+
+
+def balanced_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold that minimises FRR + FAR (rates) on (validation) scores; candidates are midpoints."""
+    return _best_threshold(scores, labels, by_rate=True)
+
+
+def accuracy_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold with the fewest errors (missed keywords + accepted others, as counts) on (validation) scores.
+
+    This is the rule training and compression use for the checkpoint's decision threshold: it maximises the
+    accuracy that is reported. `balanced_threshold` weighs the two rates equally, so with three times more other
+    clips than keyword clips it trades three false accepts for one false reject; it set a DS-CNN student's
+    threshold to 0.05 (6.6% of other test clips accepted, 94.9% accuracy, against 0.27 and 96.1% with this rule),
+    and a wake word can afford false accepts least."""
+    return _best_threshold(scores, labels, by_rate=False)

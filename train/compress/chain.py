@@ -28,7 +28,7 @@ from train.compress.fold import fold_dscnn
 from train.compress.prune import crnn_config, prune_step, site_widths_of, width_schedule
 from train.compress.separable import PRUNE_FLOOR, STUDENT, dscnn_config
 from train.compress.trainer import Trained, TrainSettings, keyword_scores, train_student
-from train.metrics import balanced_threshold, detection_metrics
+from train.metrics import accuracy_threshold, detection_metrics
 from train.models import build_model
 from train.models.crnn import CRNN
 from train.models.dscnn import CausalDSCNN
@@ -170,9 +170,9 @@ def run_chain(
 
 
 def validated(model: nn.Module, bank: Bank, device: torch.device) -> Trained:
-    """An already trained model with its val metrics at its balanced val threshold (as `train_student` returns)."""
+    """An already trained model with its val metrics at its val accuracy threshold (as `train_student` returns)."""
     scores = keyword_scores(model.to(device), bank.val, device)
-    threshold = balanced_threshold(scores, bank.val.labels == 1)
+    threshold = accuracy_threshold(scores, bank.val.labels == 1)
     return Trained(model, threshold, detection_metrics(scores, bank.val.labels == 1, threshold), 0)
 
 

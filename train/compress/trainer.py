@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from train.compress.bank import Bank, Windows
 from train.compress.distill import DistillationLoss, DistillSettings, captured_embedding
-from train.metrics import balanced_threshold, detection_metrics
+from train.metrics import accuracy_threshold, detection_metrics
 from train.spec_augment import SpecAugment
 
 
@@ -115,7 +115,7 @@ def train_student(
                 seen += len(chosen)
                 bar.update(len(chosen))
         scores = keyword_scores(model, bank.val, device)
-        val = detection_metrics(scores, bank.val.labels == 1, balanced_threshold(scores, bank.val.labels == 1))
+        val = detection_metrics(scores, bank.val.labels == 1, accuracy_threshold(scores, bank.val.labels == 1))
         val_loss = log_loss(scores, bank.val.labels == 1)
         history.append({"epoch": epoch + 1, "loss": total / seen, "val_loss": val_loss, **_prefixed(val)})
         key = (val["roc_auc"], val["accuracy"], -val_loss)
@@ -125,5 +125,5 @@ def train_student(
     model.load_state_dict(best_state)
     model.eval()
     scores = keyword_scores(model, bank.val, device)
-    threshold = balanced_threshold(scores, bank.val.labels == 1)
+    threshold = accuracy_threshold(scores, bank.val.labels == 1)
     return Trained(model, threshold, detection_metrics(scores, bank.val.labels == 1, threshold), best_epoch, history)
