@@ -3,7 +3,8 @@
 The output folder ends up holding only what is deployed or needed to audit it: `model_int8.tflite` (the model the
 manifest names), `model_float32.tflite`, `model.onnx`, `manifest.json` and `conversion_log.txt`; for a streamable
 model (the DS-CNN) also `model_stream_int8.tflite` (what `python -m edge_runtime run` deploys) and its float32 twin
-(see `streaming.py`), and the workstation's reference latencies in the manifest (`reference_latency.py`). onnx2tf's
+(see `streaming.py`; the twin is deployed instead when the int8 step fails the agreement check), and the
+workstation's reference latencies in the manifest (`reference_latency.py`). onnx2tf's
 intermediate files live in `<out>/work/`, removed at the end. A stale `manifest.json` is removed first, so a
 conversion that fails half-way never leaves a bundle that looks valid.
 """
@@ -189,6 +190,13 @@ def _streaming(model, info: CheckpointInfo, options: ConversionOptions, calibrat
         f"{checks['int8_vs_window_int8']['decision_agreement']:.2%} same decisions (vs float window "
         f"{versus_float['decision_agreement']:.2%}, max {versus_float['max_abs_probability_difference']:.3f})"
     )
+    if section["precision"] == "float32":
+        rejected = section["int8_rejected"]
+        say(
+            f"      the int8 step agrees on only {rejected['decision_agreement']:.2%} "
+            f"(< {rejected['min_agreement']:.0%}): the bundle streams with {section['file']} "
+            f"({section['bytes']:,} bytes) instead"
+        )
     entry = entry_from_section(section, out, spec)
     policy = DetectionPolicy(info.threshold, options.refractory_seconds, options.smoothing_seconds)
     stream = StreamingDSCNN(model, spec, options.stream_outputs_per_step)

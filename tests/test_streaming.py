@@ -239,3 +239,30 @@ def test_postprocessing_fires_once_per_rise_and_respects_the_refractory_period()
     blip = np.zeros(20, np.float32)
     blip[5:7] = 1.0
     assert smoothing.update(times[:20], blip) == []
+
+
+def test_a_bundle_whose_int8_step_fails_the_agreement_check_streams_in_float32(tmp_path, bundle, audio):
+    """The conversion's fallback (`convert.streaming.streaming_in_float32`) on a real bundle: the int8 step is
+    removed, the manifest names the float32 twin, and the runtime streams it exactly like the twin."""
+    import shutil
+
+    from convert.streaming import streaming_in_float32
+
+    source, bundle = bundle, tmp_path / "bundle"
+    shutil.copytree(source, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    int8_file = manifest["streaming"]["file"]
+    agreement = {"decision_agreement": 0.9, "windows": 100}
+    manifest["streaming"] = streaming_in_float32(manifest["streaming"], bundle, agreement, 0.97)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+    assert not (bundle / int8_file).exists()
+    section = manifest["streaming"]
+    assert section["precision"] == "float32" and section["file"] == section["float32"]["file"]
+    assert section["int8_rejected"]["decision_agreement"] == 0.9 and section["int8_rejected"]["file"] == int8_file
+    deployed = load_stream_bundle(bundle)
+    assert deployed.stream.path.name == section["float32"]["file"] and deployed.stream.precision == "float32"
+    np.testing.assert_array_equal(
+        streamed_probabilities(bundle, audio, 1600, float32=False),
+        streamed_probabilities(source, audio, 1600, float32=True),
+    )
