@@ -33,8 +33,9 @@ def streaming_costs(rows: list[dict], manifest: dict, edge_bench: dict | None,
     the file detector (one second of front-end plus one int8 window per hop) and the peer, for comparison."""
     costs = []
     if edge_bench and "rtf" in edge_bench:
+        precision = manifest.get("streaming", {}).get("precision", "int8")  # float32 where the int8 step failed
         entry = {
-            "name": f"streaming int8 ({edge_bench['model']['file']}), features + model + post-processing",
+            "name": f"streaming {precision} ({edge_bench['model']['file']}), features + model + post-processing",
             "how": "edge_runtime bench: wall time over generated audio, one pinned core, one interpreter thread",
             "cpu_us_per_audio_second": edge_bench["rtf"] * MICROSECONDS_PER_SECOND,
             "rtf": edge_bench["rtf"],
@@ -95,9 +96,9 @@ def ratios(rows: list[dict], manifest: dict, streaming: list[dict] = ()) -> dict
     else:
         result["edge_proxy_vs_gpu_baseline_latency_ratio"] = "not measured: no CUDA device"
     peer = _row(rows, "pocketsphinx")
-    stream = streaming[0] if streaming and streaming[0]["name"].startswith("streaming int8") else None
+    stream = streaming[0] if streaming and streaming[0]["name"].startswith("streaming ") else None
     if peer and stream:
-        result["peer_vs_streaming_int8_cpu_per_audio_second"] = peer["latency"]["p50_us"] / stream[
+        result["peer_vs_streaming_cpu_per_audio_second"] = peer["latency"]["p50_us"] / stream[
             "cpu_us_per_audio_second"]
     return result
 

@@ -55,7 +55,9 @@ def test_report_has_every_backend_with_real_figures(tiny_report):
     streaming, scan, peer = report["streaming"]
     assert peer["name"].startswith("peer: pocketsphinx") and peer["cpu_us_per_audio_second"] == rows[
         "pocketsphinx keyphrase spotting (1 s of audio)"]["latency"]["p50_us"]
-    assert streaming["name"].startswith("streaming int8") and streaming["rtf"] == report["edge_bench"]["rtf"] > 0
+    precision = json.loads((tiny_report[0] / "edge" / "manifest.json").read_text())["streaming"]["precision"]
+    assert streaming["name"].startswith(f"streaming {precision} (")
+    assert streaming["rtf"] == report["edge_bench"]["rtf"] > 0
     assert streaming["per_hop_us"]["total"]["p50"] > 0 and streaming["peak_rss_mb"] > 10
     windows_per_second = 1 / json.loads((tiny_report[0] / "edge" / "manifest.json").read_text())["detection"][
         "window_hop_seconds"]
@@ -192,7 +194,7 @@ def test_peer_row_is_measured_on_one_pinned_core(tiny_report):
     assert row["model_bytes"] > 1_000_000 and "torch" in row["versions"]
     # No `make eval` report in this run: the quality fields say so instead of carrying a figure.
     assert row["quality"].startswith("not measured: no `make eval` report at ")
-    assert report["ratios"]["peer_vs_streaming_int8_cpu_per_audio_second"] == pytest.approx(
+    assert report["ratios"]["peer_vs_streaming_cpu_per_audio_second"] == pytest.approx(
         latency["p50_us"] / report["streaming"][0]["cpu_us_per_audio_second"])
     assert f"| {PEER_ROW} | n/a | cpu | {latency['p50_us']:.1f} |" in (out / "report.md").read_text()
 

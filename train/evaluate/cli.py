@@ -154,7 +154,7 @@ def run(args) -> int:
     curve = sweep(ours_pos, ours_neg, candidate_thresholds([t.scores for t in tracks]), hit_after)
     clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()))
     audio_seconds = sum(s.seconds for s in streams)
-    our_name = f"ours ({manifest['model'].get('architecture', '?')} int8, {detector.name} detector)"
+    our_name = f"ours ({manifest['model'].get('architecture', '?')} {detector.precision}, {detector.name} detector)"
     systems = {
         our_name: {
             "operating_points": operating_points(curve),
@@ -176,6 +176,7 @@ def run(args) -> int:
         "bundle": str(args.model),
         "model_sha256": manifest["model"]["sha256"],
         "detector": detector.name,
+        "precision": detector.precision,
         "hit_rule": f"a detection within [onset, offset + {hit_after:g} s] of a keyword occurrence",
         "streams": {
             "folder": str(folder),

@@ -30,6 +30,7 @@ class WindowDetector:
     `spec` (FeatureSpec), `keyword`, `manifest` (dict), `score(audio)` and `detect(track, threshold)`."""
 
     name = "window"
+    precision = "int8"  # the bundle's window model is always the full-int8 TFLite
 
     def __init__(self, bundle: str | Path | Bundle) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -64,6 +65,7 @@ class StreamingDetector:
         self.bundle = load_stream_bundle(bundle)
         self.spec, self.keyword, self.manifest = self.bundle.spec, self.bundle.keyword, self.bundle.manifest
         self.output_period = output_period(self.bundle)
+        self.precision = self.bundle.stream.precision  # int8, or float32 where the int8 step failed its check
         self.refractory_seconds = self.bundle.detection.refractory_seconds
         self.smoothing_seconds = self.bundle.stream.smoothing_seconds
 

@@ -62,7 +62,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Long-audio evaluation: '{report['keyword']}'",
         "",
-        f"Bundle `{report['bundle']}` ({report['detector']} detector, int8 TFLite through the edge runtime). "
+        f"Bundle `{report['bundle']}` ({report['detector']} detector, {report.get('precision', 'int8')} TFLite through "
+        "the edge runtime). "
         f"{report['streams']['positives']} keyword occurrences in {report['streams']['positive_hours']:.2f} h of "
         f"positive streams; {report['streams']['negative_hours']:.2f} h of negative streams. Voices: eSpeak NG "
         "variants held out of training (test split) plus a Piper family (a voice training heard, new texts/seeds).",
