@@ -53,13 +53,18 @@ def discover_targets(artifacts: Path, manifest: dict, peer: bool = True) -> list
     source, why = source_checkpoint(artifacts, manifest, REPO)
     converted = {"macs_checkpoint": source, "macs_note": None if source else f"not measured: {why}"}
     targets = []
+    trained = []
     for checkpoint in sorted((artifacts / "train").glob("*/best.pt")):
-        arch = checkpoint.parent.name
         metrics_file = checkpoint.parent / "metrics.json"
         accuracy = json.loads(metrics_file.read_text())["test"]["accuracy"] if metrics_file.exists() else None
+        trained.append((checkpoint, checkpoint.parent.name, accuracy, ""))
+    # The deployed model's own torch checkpoint, when it was not trained by train.fit (the compressed student).
+    if source is not None and all(source.resolve() != entry[0].resolve() for entry in trained):
+        trained.append((source, architecture, test.get("torch", {}).get("accuracy"), " (deployed student)"))
+    for checkpoint, arch, accuracy, label in trained:
         for device in ("cpu", "cuda"):
-            targets.append(Target(f"torch {device} {arch} fp32", "torch", checkpoint, "fp32", device, "train", arch,
-                                  accuracy, macs_checkpoint=checkpoint))
+            targets.append(Target(f"torch {device} {arch} fp32{label}", "torch", checkpoint, "fp32", device, "train",
+                                  arch, accuracy, macs_checkpoint=checkpoint))
     for provider, device in (("cpu", "cpu"), ("cuda", "cuda"), ("tensorrt", "cuda")):
         targets.append(Target(f"onnxruntime {provider} {architecture} fp32", "onnxruntime", edge / "model.onnx",
                               "fp32", device, "train", architecture, test["onnx"]["accuracy"], provider, **converted))

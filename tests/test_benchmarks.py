@@ -276,3 +276,19 @@ def test_a_malformed_eval_report_gives_reasons_not_figures():
     assert eval_quality(broken, "e.json", "pocketsphinx", manifest).startswith("not measured: the `make eval` report")
     assert eval_quality({"keyword": "marvin"}, "e.json", "pocketsphinx", manifest).startswith("not measured: ")
     assert peer_exponent(broken) == 20
+
+
+def test_the_deployed_students_own_checkpoint_gets_torch_rows(tmp_path):
+    """With compression (the default) the deployed model is not in artifacts/train/: its manifest's source
+    checkpoint is benchmarked in torch as well."""
+    from benchmarks.cli import discover_targets
+
+    bundle = shared_dscnn_bundle()
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(bundle, artifacts / "edge")
+    manifest = json.loads((artifacts / "edge" / "manifest.json").read_text())
+    targets = {t.name: t for t in discover_targets(artifacts, manifest, peer=False)}
+    deployed = targets["torch cpu dscnn fp32 (deployed student)"]
+    assert deployed.architecture == "dscnn" and deployed.model.name == Path(manifest["source"]["checkpoint"]).name
+    assert deployed.accuracy == manifest["metrics"]["test"]["torch"]["accuracy"]
+    assert "torch cuda dscnn fp32 (deployed student)" in targets
