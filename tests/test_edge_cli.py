@@ -337,3 +337,25 @@ def test_long_file_is_scored_in_bounded_memory(edge_python, bundle, wavs, tmp_pa
         print(f"{command}: peak RSS {long_mb:.1f} MB ({LONG_MINUTES} min), {short_mb:.1f} MB (1 s)", file=sys.stderr)
         assert long_mb < short_mb + RSS_GROWTH_LIMIT_MB < whole_float32_mb
         assert command == "detect" or lines == 1
+
+
+def test_silence_and_clipped_audio_score_cleanly(edge_python, bundle, tmp_path):
+    """Digital silence and audio clipped at full scale (driven past +-1 and clipped) are valid input: a finite
+    score in 0..1 for each file, no detection on silence or clipped noise, exit 0, nothing on stderr."""
+    rng = np.random.default_rng(11)
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(3 * RATE, np.int16), RATE, subtype="PCM_16")
+    clipped_noise = tmp_path / "clipped_noise.wav"
+    soundfile.write(clipped_noise, np.clip(rng.normal(0, 4.0, 3 * RATE), -1, 1), RATE, subtype="PCM_16")
+    clipped_keyword = tmp_path / "clipped_keyword.wav"
+    sound = keyword_sound(rng)
+    loud = np.clip(placed(sound, 2.0, [0.5]) * 1.5 / np.abs(sound).max(), -1, 1)
+    soundfile.write(clipped_keyword, loud, RATE, subtype="PCM_16")
+
+    result = run_edge(edge_python, "score", "--model", bundle, silence, clipped_noise, clipped_keyword)
+    assert result.returncode == 0 and result.stderr == ""
+    scores = {Path(line["file"]).name: line["score"] for line in json_lines(result.stdout)}
+    assert all(np.isfinite(score) and 0.0 <= score <= 1.0 for score in scores.values())
+    assert scores["silence.wav"] < 0.5 and scores["clipped_noise.wav"] < 0.5
+    detections = run_edge(edge_python, "detect", "--model", bundle, silence, clipped_noise)
+    assert detections.returncode == 0 and detections.stdout == "" and detections.stderr == ""
