@@ -90,8 +90,26 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def load_bundle(folder_or_manifest: str | Path, num_threads: int = DEFAULT_THREADS) -> Bundle:
-    """Read, check and load a bundle; `KwsError` on the first thing that does not match."""
+@dataclass(frozen=True)
+class BundleHeader:
+    """What every model of a bundle shares, read and checked: labels, keyword, feature contract, detection."""
+
+    path: Path
+    manifest: dict
+    fields: _Fields
+    labels: list
+    keyword: str
+    keyword_index: int
+    spec: FeatureSpec
+    detection: DetectionSettings
+
+    def shared(self) -> tuple:
+        """The leading fields of `Bundle` and `StreamBundle`, in their order."""
+        return self.path, self.keyword, self.labels, self.keyword_index, self.spec, self.detection
+
+
+def read_bundle_header(folder_or_manifest: str | Path) -> BundleHeader:
+    """The manifest's shared fields (`load_bundle` and `stream_manifest.load_stream_bundle` start here)."""
     path = manifest_path_of(folder_or_manifest)
     manifest = read_manifest(path)
     fields = _Fields(path)
@@ -104,9 +122,15 @@ def load_bundle(folder_or_manifest: str | Path, num_threads: int = DEFAULT_THREA
         raise KwsError(f"manifest {path}: keyword_index {keyword_index} must point at '{keyword}' in {labels}")
     spec = _feature_spec(fields.get(manifest, "feature_spec", dict), path)
     detection = _detection(fields.get(manifest, "detection", dict), spec, fields)
-    model_entry = fields.get(manifest, "model", dict)
-    model = _checked_model(model_entry, path, spec, len(labels), fields, num_threads)
-    return Bundle(path, keyword, labels, keyword_index, spec, detection, model, manifest)
+    return BundleHeader(path, manifest, fields, labels, keyword, keyword_index, spec, detection)
+
+
+def load_bundle(folder_or_manifest: str | Path, num_threads: int = DEFAULT_THREADS) -> Bundle:
+    """Read, check and load a bundle; `KwsError` on the first thing that does not match."""
+    header = read_bundle_header(folder_or_manifest)
+    model_entry = header.fields.get(header.manifest, "model", dict)
+    model = _checked_model(model_entry, header.path, header.spec, len(header.labels), header.fields, num_threads)
+    return Bundle(*header.shared(), model, header.manifest)
 
 
 class _Fields:

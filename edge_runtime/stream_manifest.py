@@ -19,11 +19,8 @@ from .manifest import (
     MANIFEST_NAME,
     DetectionSettings,
     _declared_tensor,
-    _detection,
-    _feature_spec,
     _Fields,
-    manifest_path_of,
-    read_manifest,
+    read_bundle_header,
     sha256_of,
 )
 
@@ -65,24 +62,16 @@ class StreamBundle:
 
 def load_stream_bundle(folder_or_manifest: str | Path, float32: bool = False) -> StreamBundle:
     """Read and check a bundle's streaming model (`float32=True`: its float32 twin, for checks)."""
-    path = manifest_path_of(folder_or_manifest)
-    manifest = read_manifest(path)
-    fields = _Fields(path)
-    labels = fields.get(manifest, "labels", list)
-    keyword = fields.get(manifest, "keyword", str)
-    keyword_index = fields.get(manifest, "keyword_index", int)
-    if not 0 <= keyword_index < len(labels) or labels[keyword_index] != keyword:
-        raise KwsError(f"manifest {path}: keyword_index {keyword_index} must point at '{keyword}' in {labels}")
-    spec = _feature_spec(fields.get(manifest, "feature_spec", dict), path)
-    detection = _detection(fields.get(manifest, "detection", dict), spec, fields)
-    if SECTION not in manifest:
-        architecture = manifest.get("model", {}).get("architecture", "unknown")
+    header = read_bundle_header(folder_or_manifest)
+    if SECTION not in header.manifest:
+        architecture = header.manifest.get("model", {}).get("architecture", "unknown")
         raise KwsError(
-            f"manifest {path} has no streaming model (architecture '{architecture}'); only a dscnn streams: "
+            f"manifest {header.path} has no streaming model (architecture '{architecture}'); only a dscnn streams: "
             "convert a dscnn checkpoint with `python -m convert`"
         )
-    entry = _streaming_entry(fields.get(manifest, SECTION, dict), path, spec, len(labels), fields, float32)
-    return StreamBundle(path, keyword, labels, keyword_index, spec, detection, entry, manifest)
+    section = header.fields.get(header.manifest, SECTION, dict)
+    entry = _streaming_entry(section, header.path, header.spec, len(header.labels), header.fields, float32)
+    return StreamBundle(*header.shared(), entry, header.manifest)
 
 
 def entry_from_section(section: dict, folder: Path, spec: FeatureSpec, float32: bool = False) -> StreamingEntry:
