@@ -115,13 +115,41 @@ def test_rate_choice_falls_back_to_the_native_rate_and_to_stereo():
         pick_device([], None, None)
 
 
-RECONNECT_SCRIPT = """
+def reconnect_script(injection: str) -> str:
+    """A MicrophoneSource on the real PortAudio device whose `_open`/`_read` the `injection` wraps; the script
+    prints its backoff waits, reconnect count and chunk sizes, then its log lines."""
+    return f"""
 import sys, threading
 from edge_runtime.microphone import DeviceLost, MicrophoneSource
 
 logs, waits = [], []
 source = MicrophoneSource(sys.argv[1], 16000, 1600, logs.append, retry_initial_s=0.01, retry_max_s=0.03)
 real_open, real_read = source._open, source._read
+{injection}
+class RecordingStop(threading.Event):
+    def wait(self, timeout=None):
+        waits.append(timeout)
+        return False
+
+chunks = source.chunks(RecordingStop())
+got = [next(chunks) for _ in range(3)]
+source.close()
+print(waits, source.reconnects, [len(c) for c in got])
+print("\\n".join(logs))
+"""
+
+
+def run_reconnect_script(tmp_path, injection: str) -> list[str]:
+    env = alsa_env(tmp_path, scene(keyword_at=(), other_at=(), seconds=2.0), RATE)
+    result = subprocess.run(
+        [str(EDGE_PYTHON), "-c", reconnect_script(injection), DEVICE], cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+LOST_THEN_UNAVAILABLE = """
 opens, reads = [], []
 
 def flaky_open():  # the device is gone for three attempts after it was lost
@@ -136,29 +164,13 @@ def flaky_read():  # the second read fails as an unplugged USB microphone does
         raise DeviceLost("stream error")
     return real_read()
 
-class RecordingStop(threading.Event):
-    def wait(self, timeout=None):
-        waits.append(timeout)
-        return False
-
 source._open, source._read = flaky_open, flaky_read
-chunks = source.chunks(RecordingStop())
-got = [next(chunks) for _ in range(3)]
-source.close()
-print(waits, source.reconnects, [len(c) for c in got])
-print("\\n".join(logs))
 """
 
 
 def test_a_lost_microphone_is_reopened_with_backoff(tmp_path):
     """Real PortAudio device; only the failure is injected: the stream fails once, reopening fails three times."""
-    env = alsa_env(tmp_path, scene(keyword_at=(), other_at=(), seconds=2.0), RATE)
-    result = subprocess.run(
-        [str(EDGE_PYTHON), "-c", RECONNECT_SCRIPT, DEVICE], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_reconnect_script(tmp_path, LOST_THEN_UNAVAILABLE)
     assert lines[0] == "[0.01, 0.02, 0.03] 1 [1600, 1600, 1600]"  # doubling, capped at retry_max_s
     assert lines[1] == "warning: microphone lost (stream error); reopening"
     assert lines[2] == "warning: microphone not available (device unavailable); retrying in 0.01 s"
@@ -217,13 +229,8 @@ def test_a_microphone_unplugged_mid_stream_is_reopened_and_detection_goes_on(bun
     assert "detections 5" in lines[-1]
 
 
-FAILS_AT_ONCE_SCRIPT = """
-import sys, threading
-from edge_runtime.microphone import DeviceLost, MicrophoneSource
-
-logs, waits = [], []
-source = MicrophoneSource(sys.argv[1], 16000, 1600, logs.append, retry_initial_s=0.01, retry_max_s=0.03)
-real_read, reads = source._read, []
+FAILS_AT_ONCE = """
+reads = []
 
 def flaky_read():  # read 2 fails (the device is lost); reopened, it fails at its first read twice more
     reads.append(1)
@@ -231,29 +238,13 @@ def flaky_read():  # read 2 fails (the device is lost); reopened, it fails at it
         raise DeviceLost("stream error")
     return real_read()
 
-class RecordingStop(threading.Event):
-    def wait(self, timeout=None):
-        waits.append(timeout)
-        return False
-
 source._read = flaky_read
-chunks = source.chunks(RecordingStop())
-got = [next(chunks) for _ in range(3)]
-source.close()
-print(waits, source.reconnects, [len(c) for c in got])
-print("\\n".join(logs))
 """
 
 
 def test_a_device_that_fails_at_once_after_reopening_is_retried_with_backoff(tmp_path):
     """A device that opens but fails at its first read must not make a busy open/fail loop."""
-    env = alsa_env(tmp_path, scene(keyword_at=(), other_at=(), seconds=2.0), RATE)
-    result = subprocess.run(
-        [str(EDGE_PYTHON), "-c", FAILS_AT_ONCE_SCRIPT, DEVICE], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_reconnect_script(tmp_path, FAILS_AT_ONCE)
     assert lines[0] == "[0.01, 0.02] 3 [1600, 1600, 1600]"
     assert lines[1] == "warning: microphone lost (stream error); reopening"
     assert lines[3] == "warning: microphone lost again at once (stream error); reopening in 0.01 s"
