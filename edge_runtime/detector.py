@@ -4,9 +4,9 @@ Scoring: the log-mel front-end runs once over the file; a window of `frames_per_
 `window_hop_seconds`, and the model gives the keyword probability of each window. A window's time is the time of
 its last sample (when the model has heard it). A file shorter than one clip is zero-padded at the end to one
 clip, and when the hop does not land on the end of the file a last window is added there, so no audio at the end
-goes unscored. `window_scores` does this on a signal held whole; `stream_windows` on a signal arriving in blocks
-(`score`/`detect` read files that way), keeping only the samples and frames the next windows need, with the same
-windows, times and probabilities (the front-end's frames do not depend on how the signal is cut).
+goes unscored. `stream_windows` does this on a signal arriving in blocks (`score`/`detect` read files that way),
+keeping only the samples and frames the next windows need; the windows, times and probabilities do not depend on
+how the signal is cut (the front-end's frames do not). `window_scores` is the same on a signal held whole.
 
 Detection, kept simple: scanning windows in time order, a window with probability >= threshold starts a
 detection unless it lies within `refractory_seconds` after the current detection's peak window. A later window
@@ -59,19 +59,11 @@ class KeywordScorer:
         self.hop_frames = round(bundle.detection.window_hop_seconds * 1000.0 / self.spec.hop_ms)
 
     def window_scores(self, audio: np.ndarray) -> WindowScores:
-        spec = self.spec
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.shape[0] < spec.clip_samples:
-            audio = np.pad(audio, (0, spec.clip_samples - audio.shape[0]))
-        frames = self.front_end.frames(audio)
-        starts = window_starts(frames.shape[0], spec.frames_per_clip, self.hop_frames)
-        model, keyword = self.bundle.model, self.bundle.keyword_index
-        scores = np.array(
-            [model.probabilities(frames[start : start + spec.frames_per_clip])[keyword] for start in starts],
-            dtype=np.float32,
+        """Every window of a signal held whole (`stream_windows` with one block)."""
+        pairs = list(self.stream_windows([audio]))
+        return WindowScores(
+            times_s=np.array([time_s for time_s, _ in pairs]), scores=np.array([p for _, p in pairs], np.float32)
         )
-        last_sample = (starts + spec.frames_per_clip - 1) * spec.hop_samples + spec.window_samples
-        return WindowScores(times_s=last_sample / spec.sample_rate, scores=scores)
 
     def stream_windows(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[float, float]]:
         """(time_s, keyword probability) of each window, in time order, for a signal given as consecutive blocks:
