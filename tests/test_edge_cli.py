@@ -263,7 +263,7 @@ from edge_runtime.manifest import load_bundle
 command, bundle, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 scorer = KeywordScorer(load_bundle(bundle))
 for file in files:
-    windows = scorer.window_scores(read_audio(file, 16000))  # the file whole, as score/detect used to read it
+    windows = scorer.window_scores(read_audio(file, scorer.spec.sample_rate))  # whole, as score/detect used to
     if command == "score":
         print(json.dumps({"file": file, "score": round(windows.peak, 6)}))
     for found in find_detections(windows, 0.5, 1.0) if command == "detect" else []:

@@ -115,6 +115,9 @@ def test_rate_choice_falls_back_to_the_native_rate_and_to_stereo():
         pick_device([], None, None)
 
 
+CHUNK = RATE // 10  # samples per microphone read in the reconnect scripts (100 ms)
+
+
 def reconnect_script(injection: str) -> str:
     """A MicrophoneSource on the real PortAudio device whose `_open`/`_read` the `injection` wraps; the script
     prints its backoff waits, reconnect count and chunk sizes, then its log lines."""
@@ -123,7 +126,7 @@ import sys, threading
 from edge_runtime.microphone import DeviceLost, MicrophoneSource
 
 logs, waits = [], []
-source = MicrophoneSource(sys.argv[1], 16000, 1600, logs.append, retry_initial_s=0.01, retry_max_s=0.03)
+source = MicrophoneSource(sys.argv[1], {RATE}, {CHUNK}, logs.append, retry_initial_s=0.01, retry_max_s=0.03)
 real_open, real_read = source._open, source._read
 {injection}
 class RecordingStop(threading.Event):
@@ -171,7 +174,7 @@ source._open, source._read = flaky_open, flaky_read
 def test_a_lost_microphone_is_reopened_with_backoff(tmp_path):
     """Real PortAudio device; only the failure is injected: the stream fails once, reopening fails three times."""
     lines = run_reconnect_script(tmp_path, LOST_THEN_UNAVAILABLE)
-    assert lines[0] == "[0.01, 0.02, 0.03] 1 [1600, 1600, 1600]"  # doubling, capped at retry_max_s
+    assert lines[0] == f"[0.01, 0.02, 0.03] 1 {[CHUNK] * 3}"  # doubling, capped at retry_max_s
     assert lines[1] == "warning: microphone lost (stream error); reopening"
     assert lines[2] == "warning: microphone not available (device unavailable); retrying in 0.01 s"
     assert lines[-1].startswith("microphone back: microphone ") and f"'{DEVICE}' at {RATE} Hz" in lines[-1]
@@ -245,7 +248,7 @@ source._read = flaky_read
 def test_a_device_that_fails_at_once_after_reopening_is_retried_with_backoff(tmp_path):
     """A device that opens but fails at its first read must not make a busy open/fail loop."""
     lines = run_reconnect_script(tmp_path, FAILS_AT_ONCE)
-    assert lines[0] == "[0.01, 0.02] 3 [1600, 1600, 1600]"
+    assert lines[0] == f"[0.01, 0.02] 3 {[CHUNK] * 3}"
     assert lines[1] == "warning: microphone lost (stream error); reopening"
     assert lines[3] == "warning: microphone lost again at once (stream error); reopening in 0.01 s"
     assert lines[5] == "warning: microphone lost again at once (stream error); reopening in 0.02 s"

@@ -2,12 +2,15 @@
 
 import torch
 
+from edge_runtime.features import FeatureSpec
 from train.spec_augment import SpecAugment
+
+SPEC = FeatureSpec()
 
 
 def test_masks_hide_bounded_bands_with_the_window_mean_and_repeat_under_a_seed():
     torch.manual_seed(0)
-    features = torch.randn(64, 98, 40) * 3.0 - 5.0
+    features = torch.randn(64, SPEC.frames_per_clip, SPEC.n_mels) * 3.0 - 5.0
     masks = SpecAugment(freq_masks=2, freq_width=5, time_masks=2, time_width=8)
     torch.manual_seed(1)
     masked = masks(features)
@@ -27,5 +30,5 @@ def test_masks_hide_bounded_bands_with_the_window_mean_and_repeat_under_a_seed()
 
 
 def test_no_masks_leave_features_unchanged():
-    features = torch.randn(4, 98, 40)
+    features = torch.randn(4, SPEC.frames_per_clip, SPEC.n_mels)
     assert torch.equal(SpecAugment(freq_masks=0, time_masks=0)(features), features)
