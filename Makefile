@@ -14,6 +14,8 @@ TEACHER ?= crnn
 COMPRESS ?= 1
 EPOCHS ?= 20
 SEED ?= 0
+# Share of training windows given other speech before and after the word (train.data.augment); 0 = off.
+SPEECH_CONTEXT ?= 0
 OUT ?= artifacts
 CACHE ?= data
 
@@ -65,6 +67,7 @@ help:
 	@echo "  COMPRESS=$(COMPRESS)   1: deploy the student compressed from TEACHER; 0: deploy MODEL trained on its own"
 	@echo "  MODEL=$(MODEL)   deployed architecture when COMPRESS=0 (dscnn | crnn);  TEACHER=$(TEACHER) (crnn)"
 	@echo "  EPOCHS=$(EPOCHS)   SEED=$(SEED)   OUT=$(OUT)   CACHE=$(CACHE)"
+	@echo "  SPEECH_CONTEXT=$(SPEECH_CONTEXT)   share of training windows with other speech around the word (0 = off)"
 
 # ---- environments ----
 venvs: $(TRAIN_VENV)/.installed $(EDGE_VENV)/.installed
@@ -114,15 +117,16 @@ data: $(TRAIN_VENV)/.installed
 train: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/data_path.txt || { echo "error: no data set yet; run 'make data' first" >&2; exit 1; }
 	$(if $(TEACHER),$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) \
-		--epochs $(EPOCHS) --seed $(SEED) --resume --out $(OUT)/train/$(TEACHER))
+		--epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --resume --out $(OUT)/train/$(TEACHER))
 	$(if $(or $(COMPRESSED),$(filter $(TEACHER),$(MODEL))),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \
-		--model $(MODEL) --epochs $(EPOCHS) --seed $(SEED) --resume --out $(OUT)/train/$(MODEL))
+		--model $(MODEL) --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --resume \
+		--out $(OUT)/train/$(MODEL))
 
 # The teacher -> the deployed student: distillation, pruning, folding (~5 min on 2 CPU cores, ablation included).
 compress: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/train/$(TEACHER)/best.pt || { echo "error: no teacher checkpoint $(OUT)/train/$(TEACHER)/best.pt; run 'make train' first" >&2; exit 1; }
 	$(TRAIN_ENV) $(TPY) -m train.compress --teacher $(OUT)/train/$(TEACHER)/best.pt --data "$$(cat $(OUT)/data_path.txt)" \
-		--seed $(SEED) --out $(OUT)/compression
+		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --out $(OUT)/compression
 
 convert: $(TRAIN_VENV)/.installed
 	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from edge_runtime.features import FeatureSpec
+from tests.tiny import make_tiny_clipset
 from train.data.augment import Augmenter, coloured_noise, synthetic_noise_bank
+from train.data.clipset import ClipSet
 
 SPEC = FeatureSpec()
 # The base behaviours (placement, SNR, gain) are tested without pseudo-speakers, rooms or channels, whatever the
@@ -135,3 +137,43 @@ def test_bad_arguments_are_rejected_with_the_allowed_values():
         Augmenter(SPEC, [], rng=0)
     with pytest.raises(ValueError, match="white"):
         coloured_noise("purple", 100, np.random.default_rng(0))
+
+
+def test_speech_context_fills_the_space_around_the_utterance_a_pause_away():
+    utterance = np.full(4000, 0.5, dtype=np.float32)
+    other = tone(2.0, amplitude=0.1)  # longer than a clip: only its end (before) or start (after) fits
+    augmenter = Augmenter(
+        SPEC, [], np.random.default_rng(4), gain_db=(0.0, 0.0), context_speech=lambda rng: other,
+        context_probability=1.0, **PLAIN,
+    )  # fmt: skip
+    rate = SPEC.sample_rate
+    for _ in range(30):
+        window = augmenter.window(utterance)
+        start = int(np.flatnonzero(np.isclose(window, 0.5))[0])
+        assert np.allclose(window[start : start + utterance.size], 0.5)  # the utterance itself is untouched
+        before, after = window[:start], window[start + utterance.size :]
+        for side, gap in ((before[::-1], before), (after, after)):
+            if gap.size > 0.5 * rate:  # room for the longest pause and some speech: context is there
+                spoken = np.flatnonzero(side)
+                assert spoken.size > 0
+                assert 0.05 * rate - 2 <= spoken[0] <= 0.5 * rate + 2  # a pause of 0.05-0.5 s from the utterance
+                level_db = 20 * np.log10(np.sqrt(np.mean(side[spoken[0] :] ** 2)) / 0.5)
+                assert -6.5 <= level_db <= 3.5  # at about the utterance's level
+
+
+def test_speech_context_is_off_without_a_source_and_drawn_from_non_keyword_speech(tmp_path):
+    utterance = np.full(4000, 0.5, dtype=np.float32)
+    plain = Augmenter(SPEC, [], np.random.default_rng(4), gain_db=(0.0, 0.0), **PLAIN)
+    assert plain.context_probability == 0.0
+    assert np.count_nonzero(plain.window(utterance)) == utterance.size
+    with pytest.raises(ValueError, match="context_probability"):
+        Augmenter(SPEC, [], np.random.default_rng(0), context_speech=lambda rng: utterance, context_probability=2.0)
+
+    clips = ClipSet.load(make_tiny_clipset(tmp_path / "clips"))
+    draw = clips.sampler("train", label=0)
+    others = {clips.utterance(int(i)).tobytes() for i in clips.indices("train", label=0)}
+    rng = np.random.default_rng(0)
+    drawn = [draw(rng).tobytes() for _ in range(50)]
+    assert set(drawn) <= others and len(set(drawn)) > 1  # training speech that is not the keyword, at random
+    with pytest.raises(ValueError, match="split must be one of"):
+        clips.sampler("nowhere", label=0)

@@ -44,6 +44,9 @@ class FitConfig:
     # trained with them scored lower on val (best epoch: AUC 0.9948 vs 0.9976, accuracy 96.1% vs 97.8%) though its
     # test AUC was higher (0.9939 vs 0.9878): no clear gain, so the option stays for experiments.
     spec_augment: bool = False
+    # Share of training windows with other speech before and after the utterance (train.data.augment,
+    # CONTEXT_PROBABILITY); 0 switches it off.
+    speech_context: float = 0.0
     seed: int = 0
     device: str = "auto"
     resume: bool = False
@@ -117,6 +120,12 @@ def augmented_batches(clips: ClipSet, augmenter: Augmenter, order: np.ndarray, b
         yield audio, clips.labels[chosen].astype(np.int64)
 
 
+def training_augmenter(clips: ClipSet, spec, rng: np.random.Generator, speech_context: float) -> Augmenter:
+    """The augmentation of training windows (the teacher's and, in `train.compress`, the student's)."""
+    context = clips.sampler("train", label=0) if speech_context > 0 else None
+    return Augmenter(spec, clips.noise_bank(), rng, context_speech=context, context_probability=speech_context)
+
+
 def fit(config: FitConfig) -> dict:
     """Train, keep the best checkpoint, score the test split; returns the metrics written to metrics.json."""
     torch.manual_seed(config.seed)
@@ -129,7 +138,7 @@ def fit(config: FitConfig) -> dict:
     keyword = clips.meta["keyword"]
     keyword_index = labels.index(keyword)
 
-    augmenter = Augmenter(spec, clips.noise_bank(), rng)
+    augmenter = training_augmenter(clips, spec, rng, config.speech_context)
     front_end = TorchLogMel(spec).to(device)
     model = build_model(config.model, n_mels=spec.n_mels, num_classes=len(labels)).to(device)
     model_config: dict = {}  # architecture defaults; compression stages will store their overrides here
@@ -226,6 +235,8 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         "model": config.model, "epochs": config.epochs, "batch_size": config.batch_size,
         "learning_rate": config.learning_rate, "weight_decay": config.weight_decay,
         "positive_fraction": config.positive_fraction, "seed": config.seed, "spec_augment": config.spec_augment,
+        # Only when on, so states written before the option existed still resume.
+        **({"speech_context": config.speech_context} if config.speech_context else {}),
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
     }
 
@@ -252,6 +263,10 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         "--spec-augment", action="store_true",
         help="SpecAugment frequency and time masks on the training features (train.spec_augment)",
     )
+    parser.add_argument(
+        "--speech-context", type=float, default=defaults.speech_context, metavar="P",
+        help="share of training windows with other speech before and after the word, as live (0 = off)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for weights, order and augmentation")
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="auto picks CUDA when present"
@@ -267,6 +282,8 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or not 0.0 < args.positive_fraction < 1.0:
         parser.error("--epochs and --batch-size must be >= 1 and --positive-fraction in (0, 1)")
+    if not 0.0 <= args.speech_context <= 1.0:
+        parser.error(f"--speech-context must be within 0..1, got {args.speech_context}")
     return FitConfig(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 
 

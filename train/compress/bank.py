@@ -21,10 +21,9 @@ from tqdm import tqdm
 from convert.windows import WindowMaker
 from edge_runtime.features import FeatureSpec
 from train.compress.distill import logits_and_embedding
-from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
-from train.fit import epoch_indices
+from train.fit import epoch_indices, training_augmenter
 
 FEATURE_BATCH = 512  # windows per log-mel + teacher batch while building
 
@@ -83,6 +82,7 @@ def build_bank(
     seed: int,
     device: torch.device,
     positive_fraction: float = 0.35,
+    speech_context: float = 0.0,
 ) -> Bank:
     clips = ClipSet.load(clipset_path)
     spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
@@ -90,7 +90,7 @@ def build_bank(
     if labels.index(keyword) != 1:
         raise ValueError(f"clip set {clipset_path} must list the keyword second in its labels, got {labels}")
     rng = np.random.default_rng(seed)
-    augmenter = Augmenter(spec, clips.noise_bank(), rng)
+    augmenter = training_augmenter(clips, spec, rng, speech_context)
     front_end = TorchLogMel(spec).to(device)
     teacher = teacher.to(device).eval()
     built = []

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--spec-augment", action="store_true",
                         help="SpecAugment masks on the student's input (train.spec_augment; default: off, the "
                              "budget-size student underfits already)")
+    parser.add_argument("--speech-context", type=float, default=0.0, metavar="P",
+                        help="share of the views' windows with other speech before and after the word, as "
+                             "`train.fit --speech-context` (0 = off)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for augmentation, order and weights")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto picks CUDA if present")
     return parser
@@ -138,6 +141,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"{', '.join(small)} must be >= 1")
     if not 0.0 <= args.alpha <= 1.0 or args.temperature <= 0 or args.hint_weight < 0:
         parser.error("--alpha must be in 0..1, --temperature > 0 and --hint-weight >= 0")
+    if not 0.0 <= args.speech_context <= 1.0:
+        parser.error(f"--speech-context must be within 0..1, got {args.speech_context}")
 
 
 
@@ -165,7 +170,7 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
         raise ValueError(f"the teacher {args.teacher} names no clip set; pass --data")
     data = args.data or Path(named)
     say(f"compress: building {args.views} augmented views of {data} with the teacher's outputs on {device.type}")
-    bank = build_bank(data, teacher, args.views, settings.seed, device)
+    bank = build_bank(data, teacher, args.views, settings.seed, device, speech_context=args.speech_context)
     if (bank.labels, bank.keyword) != (teacher_info.labels, teacher_info.keyword):
         raise ValueError(f"clip set {data} is labelled {bank.labels}, the teacher {teacher_info.labels}")
     say(f"compress: bank ready in {time.monotonic() - started:.0f} s ({sum(len(v) for v in bank.views)} windows)")

@@ -2,12 +2,15 @@
 
 `Augmenter.window` turns one stored utterance into a clip-long training window: sometimes a pseudo-speaker (the
 utterance resampled, so pitch, formants and tempo move together), a random time shift (the whole utterance stays
-inside), sometimes a synthetic room, background noise at a random SNR (sometimes none), sometimes a cheap
-microphone's band limits and tilt, and a random gain. `centered_window` is the deterministic version for
-evaluation. About 0.5 ms per window on one core (0.06 ms without speakers, rooms and channels).
+inside), sometimes a synthetic room, sometimes other speech before and after it (the context a word has live),
+background noise at a random SNR (sometimes none), sometimes a cheap microphone's band limits and tilt, and a
+random gain. `centered_window` is the deterministic version for evaluation. About 0.5 ms per window on one core
+(0.06 ms without speakers, rooms, channels and context).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,6 +43,13 @@ CHANNEL_PROBABILITY = 0.25  # band-limit and tilt the window like a cheap microp
 CHANNEL_LOW_HZ = (60.0, 400.0)
 CHANNEL_HIGH_HZ = (3000.0, 7800.0)
 CHANNEL_TILT_DB = (-8.0, 8.0)
+# Speech context: live, a word is rarely alone in its window. People say it between sentences, so the window
+# around it also holds the end of what came before and the start of what comes after (the evaluation streams put
+# 0.1-0.6 s of pause there). A share of the windows gets other (never keyword) speech in the free space before and
+# after the utterance, a pause away, at about its level, in the same room.
+CONTEXT_PROBABILITY = 0.5
+CONTEXT_PAUSE_S = (0.05, 0.5)
+CONTEXT_LEVEL_DB = (-6.0, 3.0)  # relative to the utterance's own level
 
 
 def _rms(audio: np.ndarray) -> float:
@@ -122,8 +132,12 @@ class Augmenter:
         speed_probability: float | None = None,
         room_probability: float | None = None,
         channel_probability: float | None = None,
+        context_speech: Callable[[np.random.Generator], np.ndarray] | None = None,
+        context_probability: float = CONTEXT_PROBABILITY,
     ) -> None:
-        """The last three default to the module's SPEED_/ROOM_/CHANNEL_PROBABILITY (read when called)."""
+        """The speed, room and channel probabilities default to the module's SPEED_/ROOM_/CHANNEL_PROBABILITY (read
+        when called). `context_speech(rng)` draws a random utterance that is not the keyword, for the speech context
+        around a share (`context_probability`) of the windows; None adds no context."""
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         self.speed_probability = SPEED_PROBABILITY if speed_probability is None else speed_probability
@@ -134,6 +148,7 @@ class Augmenter:
             ("speed_probability", self.speed_probability),
             ("room_probability", self.room_probability),
             ("channel_probability", self.channel_probability),
+            ("context_probability", context_probability),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
@@ -143,6 +158,8 @@ class Augmenter:
         self.gain_db = _check_range("gain_db", gain_db)
         self.quiet_noise_dbfs = _check_range("quiet_noise_dbfs", quiet_noise_dbfs)
         self.noise_probability = noise_probability
+        self.context_speech = context_speech
+        self.context_probability = context_probability if context_speech is not None else 0.0
         self.noise_bank = [np.asarray(noise, dtype=np.float32) for noise in noise_bank if np.size(noise) > 0]
         if any(noise.ndim != 1 for noise in self.noise_bank):
             raise ValueError("noise bank recordings must be mono arrays of shape [samples]")
@@ -179,12 +196,16 @@ class Augmenter:
             utterance = utterance[start : start + length]
         if self.speed_probability and utterance.size and self.rng.random() < self.speed_probability:
             utterance = self._speed(utterance)
+        room = None
         if self.room_probability and utterance.size and self.rng.random() < self.room_probability:
             # The reverberant tail may run past the window's end and is cut there, as a live window would.
-            utterance = reverberate(utterance, self._room(), full=True)[:length]
+            room = self._room()
+            utterance = reverberate(utterance, room, full=True)[:length]
         offset = int(self.rng.integers(0, length - utterance.size + 1))
         window = np.zeros(length, dtype=np.float32)
         window[offset : offset + utterance.size] = utterance
+        if self.context_probability and utterance.size and self.rng.random() < self.context_probability:
+            self._add_context(window, offset, utterance, room)
         if self.noise_bank and self.rng.random() < self.noise_probability:
             window += self._noise_for(utterance)
         if self.channel_probability and self.rng.random() < self.channel_probability:
@@ -192,6 +213,29 @@ class Augmenter:
             window = band_limit(window, self.spec, low, high, self.rng.uniform(*CHANNEL_TILT_DB))
         gain = 10 ** (self.rng.uniform(*self.gain_db) / 20)
         return np.clip(window * np.float32(gain), -1.0, 1.0)
+
+    def _add_context(self, window: np.ndarray, offset: int, utterance: np.ndarray, room: np.ndarray | None) -> None:
+        """Other speech, in place, in the free space before and after `utterance` (which starts at `offset`): the
+        end of one utterance, a pause, the utterance, a pause, the start of another."""
+        rate, level = self.spec.sample_rate, _rms(utterance)
+        before_end = offset - round(self.rng.uniform(*CONTEXT_PAUSE_S) * rate)
+        after_start = offset + utterance.size + round(self.rng.uniform(*CONTEXT_PAUSE_S) * rate)
+        for before in (True, False):
+            room_for = before_end if before else window.size - after_start
+            if room_for <= 0:
+                continue
+            piece = np.asarray(self.context_speech(self.rng), dtype=np.float32)
+            if piece.size == 0 or _rms(piece) <= np.sqrt(SILENT_POWER):
+                continue
+            piece = _at_rms(piece, level * 10 ** (self.rng.uniform(*CONTEXT_LEVEL_DB) / 20))
+            if before:  # its end, ending a pause before the utterance; its reverberant tail runs on into the pause
+                piece = piece[-room_for:]
+                wet = reverberate(piece, room, full=True) if room is not None else piece
+                start = before_end - piece.size
+                window[start : start + wet.size] += wet[: window.size - start]
+            else:  # its start, after the pause
+                piece = piece[:room_for]
+                window[after_start : after_start + piece.size] += reverberate(piece, room) if room is not None else piece
 
     def _noise_for(self, utterance: np.ndarray) -> np.ndarray:
         segment = self._noise_segment()

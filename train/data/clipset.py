@@ -24,6 +24,7 @@ import time
 import uuid
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -307,6 +308,14 @@ class ClipSet:
         if label is not None:
             chosen &= self.labels == label
         return np.flatnonzero(chosen)
+
+    def sampler(self, split: str, label: int | None = None) -> Callable[[np.random.Generator], np.ndarray]:
+        """A function that draws a random utterance of `split` (with `label`, when given) with the rng it gets: the
+        speech context of `Augmenter`, which must never be the keyword (label 0)."""
+        chosen = self.indices(split, label)
+        if chosen.size == 0:
+            raise ValueError(f"the clip set has no {split} utterances with label {label} to draw from")
+        return lambda rng: self.utterance(int(chosen[rng.integers(chosen.size)]))
 
     def noise_bank(self) -> list[np.ndarray]:
         """Background-noise recordings, float32 in -1..1 (empty list when the source has none)."""
