@@ -13,6 +13,7 @@ Facts this relies on (shared/notes/TOOLCHAIN.md, re-checked against `onnx2tf --h
 - onnx2tf 1.29.24 mistranslates an Unsqueeze(axis 1) of a [N, mel, time] tensor that feeds a Conv2d (the CRNN's
   conv front): it keeps the tensor in [N, time, mel] order and Conv2D fails. A parameter-replacement file
   transposes that Unsqueeze's output to NHWC; the float32 TFLite-vs-ONNX check of the caller proves the result.
+Both files then lose the names of their intermediate tensors (`slim_tflite`), which nothing reads.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import onnx
 
 from convert.errors import ConversionError
 from convert.export_onnx import INPUT_NAME, has_recurrent_ops
+from convert.slim_tflite import slim
 
 FLOAT32_SUFFIX = "_float32.tflite"
 INT8_SUFFIX = "_full_integer_quant.tflite"  # int8 input and output; "_integer_quant" keeps float I/O
@@ -140,4 +142,5 @@ def convert_to_tflite(
         tail = "\n".join(output.rstrip().splitlines()[-LOG_TAIL_LINES:])
         what = f"exit status {result.returncode}" + (f", missing {', '.join(missing)}" if missing else "")
         raise ConversionError(f"onnx2tf failed ({what}); full log in {log_path}", details=tail)
+    slim([files.float32, files.int8], log_path)
     return files

@@ -21,7 +21,7 @@ from convert.errors import ConversionError
 from convert.pipeline import ConversionOptions, _check_within, check_agreement, run_conversion
 from convert.to_tflite import conv_unsqueeze_fixes, convert_to_tflite
 from edge_runtime.features import FeatureSpec, LogMelFrontEnd
-from edge_runtime.interpreter import TfliteModel
+from edge_runtime.interpreter import Interpreter, TfliteModel
 from edge_runtime.manifest import MANIFEST_FORMAT, load_bundle, sha256_of
 from tests.tiny import (
     KEYWORD,
@@ -56,6 +56,17 @@ def test_bundle_holds_only_deployed_files(dscnn_bundle):
     ]
     log = (out / "conversion_log.txt").read_text()
     assert "onnx2tf exit status 0" in log and "-kat features" in log and "\x1b[" not in log
+
+
+def test_tflite_files_keep_only_their_input_and_output_names(dscnn_bundle):
+    _, out, _ = dscnn_bundle
+    for name in ("model_float32.tflite", "model_int8.tflite", "model_stream_float32.tflite"):
+        interpreter = Interpreter(model_path=str(out / name))
+        io = [d["index"] for d in (*interpreter.get_input_details(), *interpreter.get_output_details())]
+        names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+        assert all(names[index] for index in io), name  # the runtime finds these
+        assert len(names) > len(io) and not any(n for i, n in names.items() if i not in io), name
+    assert "tensor names dropped" in (out / "conversion_log.txt").read_text()
 
 
 def test_onnx_has_the_contract_names_shapes_and_opset(dscnn_bundle):
