@@ -84,7 +84,7 @@ class StreamLayout:
     def of(cls, model: nn.Module, spec: FeatureSpec) -> StreamLayout:
         if not isinstance(model, CausalDSCNN):
             raise NotStreamable(f"only the causal DS-CNN streams; this model is a {type(model).__name__}")
-        stem_conv = _first_conv(model.stem, "stem")
+        stem_conv = _first_conv(model.front, "stem")
         if stem_conv.padding != (0,):
             raise NotStreamable(f"the stem convolution pads time by {stem_conv.padding}; streaming needs no padding")
         stride, stem_extent = stem_conv.stride[0], _extent(stem_conv)
@@ -98,7 +98,7 @@ class StreamLayout:
         num_classes = model.classifier.out_features
         with torch.no_grad():
             probe = torch.zeros(1, spec.n_mels, spec.frames_per_clip)
-            head_frames = int(model.blocks(model.stem(model.input_norm(probe))).shape[-1])
+            head_frames = int(model.blocks(model.front(model.input_norm(probe))).shape[-1])
         buffers.append(Buffer("head", num_classes, head_frames - 1))
         return cls(
             n_mels=spec.n_mels,
@@ -137,7 +137,7 @@ class StreamingDSCNN(nn.Module):
         self.steps = steps
         self.input_norm, self.stem, self.blocks, self.classifier = (
             model.input_norm,
-            model.stem,
+            model.front,
             model.blocks,
             model.classifier,
         )

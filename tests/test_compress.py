@@ -24,6 +24,7 @@ from train.compress.macs import count_macs, gru_cell_macs
 from train.compress.prune import prune_crnn, prune_step, site_widths_of, width_schedule
 from train.compress.quality import au_fa_fr, frr_at_fa_per_hour, quality
 from train.compress.quantize import dynamic_int8, state_dict_bytes
+from train.compress.separable import dscnn_config
 from train.compress.trainer import TrainSettings, train_student
 from train.models import build_model
 from train.models.crnn import CRNN
@@ -33,6 +34,7 @@ CPU = torch.device("cpu")
 # Tiny students: a 1-frame stem with stride 4 like the deployed one, narrow enough to prune in a second.
 TINY_WIDE = {"channels": 12, "stem_kernel": 1, "stem_stride": 4, "dilations": [1, 2], "block_channels": [8, 8]}
 TINY_TARGET = {**TINY_WIDE, "channels": 8, "block_channels": [6, 6]}
+TINY_FILTERED = {**TINY_WIDE, "stem_filter": 4}  # a depthwise-separable stem: 4-tap filter per mel bin, then 1x1
 TINY_FLOOR = [8, 6, 6]
 TINY_CRNN_TARGET = {"conv_channels": 2, "hidden_size": 8}
 # int8 vs float32 TFLite of the tiny student: largest keyword-probability difference allowed (measured ~0.004).
@@ -153,16 +155,37 @@ def test_pruning_the_crnn_removes_gru_units(tiny):
     assert pruned.eval()(probe).shape == (4, 2)
 
 
-def test_folding_is_exact_and_removes_every_norm(tiny):
-    model = build_model("dscnn", MELS, len(LABELS), **TINY_WIDE)
+@pytest.mark.parametrize("config", [TINY_WIDE, TINY_FILTERED], ids=["stem", "stem-filter"])
+def test_folding_is_exact_and_removes_every_norm(tiny, config):
+    model = build_model("dscnn", MELS, len(LABELS), **config)
     train_student(model, tiny["bank"], DistillSettings.labels_only(), TrainSettings(epochs=3), CPU, "fold")
-    folded, config = fold_dscnn(model, FRAMES)
+    folded, folded_config = fold_dscnn(model, FRAMES)
     probe = tiny["bank"].test.features
-    assert config["folded"] and not any(isinstance(m, nn.BatchNorm1d) for m in folded.modules())
+    assert folded_config == {**dscnn_config(model), "folded": True}
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in folded.modules())
     assert torch.allclose(folded(probe), model.eval()(probe), atol=1e-4)
     norm_elements = count_macs(model, FRAMES, MELS).by_module
-    norms = sum(v for k, v in norm_elements.items() if k.endswith("norm") or k == "stem.1")
+    norms = sum(v for k, v in norm_elements.items() if k.endswith("norm") or k in ("stem.1", "stem_filter.1"))
     assert count_macs(folded, FRAMES, MELS).total == count_macs(model, FRAMES, MELS).total - norms
+
+
+def test_a_stem_filter_reads_every_frame_for_few_macs_and_survives_pruning(tiny):
+    plain = build_model("dscnn", MELS, len(LABELS), **TINY_WIDE)
+    filtered = build_model("dscnn", MELS, len(LABELS), **TINY_FILTERED)
+    frames = torch.zeros(1, FRAMES, MELS)
+    frames[0, 1] = 5.0  # a frame the plain stride-4 stem (kernel 1) never reads
+    for model in (plain, filtered):
+        model.eval()
+    plain_moved = not torch.allclose(plain(frames), plain(torch.zeros_like(frames)))
+    filtered_moved = not torch.allclose(filtered(frames), filtered(torch.zeros_like(frames)))
+    assert filtered_moved and not plain_moved
+    filter_macs = count_macs(filtered, FRAMES, MELS).by_module["stem_filter.0"]
+    assert filter_macs == MELS * TINY_FILTERED["stem_filter"] * ((FRAMES - TINY_FILTERED["stem_filter"]) // 4 + 1)
+    pruned, config = prune_step(filtered, [8, 6, 5], tiny["bank"], CPU)
+    assert config["stem_filter"] == 4 and site_widths_of(pruned) == [8, 6, 5]
+    assert torch.equal(pruned.stem_filter[0].weight, filtered.stem_filter[0].weight)  # the filter is kept whole
+    with pytest.raises(ValueError, match="stem_kernel 1"):
+        build_model("dscnn", MELS, len(LABELS), **{**TINY_FILTERED, "stem_kernel": 3})
 
 
 def test_dynamic_int8_teacher_is_smaller_and_agrees(tiny):

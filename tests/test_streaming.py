@@ -37,6 +37,8 @@ CONFIGS = [
     TINY_CONFIGS["dscnn"],
     {"channels": 8, "stem_kernel": 2, "stem_stride": 3, "dilations": [1, 3]},  # stem kernel < stride
     {"channels": 8, "stem_kernel": 5, "stem_stride": 1, "kernel_size": 2, "dilations": [1, 1, 2]},
+    {"channels": 8, "stem_kernel": 1, "stem_stride": 5, "stem_filter": 5, "dilations": [1, 2]},  # separable stem
+    {"channels": 8, "stem_kernel": 1, "stem_stride": 3, "stem_filter": 4, "dilations": [1, 2]},  # filter > stride
 ]
 
 
@@ -81,7 +83,10 @@ def stream_vs_window(model: torch.nn.Module, steps: int, features: torch.Tensor,
     return float((streamed - expected).abs().max())
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=["default", "tiny", "stride3-kernel2", "stride1"])
+CONFIG_IDS = ["default", "tiny", "stride3-kernel2", "stride1", "stem-filter", "stem-filter-overlapping"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 @pytest.mark.parametrize("steps", [1, 3, 5])
 def test_torch_stream_equals_window_model(config, steps):
     torch.manual_seed(0)

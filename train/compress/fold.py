@@ -4,7 +4,8 @@ In eval mode a BatchNorm is the per-channel affine map y = a x + b (a = gamma / 
 b = beta - mean a). It folds exactly into the convolution next to it:
 - after a convolution W (the stem's and each block's norms): W' = a W (per output channel), bias' = a bias + b;
 - before the stem (the input norm over mel bins): W'[o, m, :] = W[o, m, :] a[m], bias'[o] = sum_{m,j} W[o, m, j] b[m]
-  (exact because the stem does not pad, so every input it reads went through the norm).
+  (exact because the stem does not pad, so every input it reads went through the norm); with a stem filter (one
+  channel per mel bin) into the filter instead: W'[m, 0, :] = W[m, 0, :] a[m], bias'[m] = sum_j W[m, 0, j] b[m].
 The folded model computes the same function (checked to float rounding by `fold_dscnn`) and is built with
 `CausalDSCNN(folded=True)`, so the MAC counter no longer counts any normalisation and the int8 TFLite has no
 separate MUL/ADD for the input norm.
@@ -41,11 +42,17 @@ def fold_dscnn(model: CausalDSCNN, frames: int, check_windows: int = 8) -> tuple
         raise ValueError("the model is folded already")
     folded = CausalDSCNN(model.stem[0].in_channels, model.classifier.out_features, **config).eval()
     in_scale, in_shift = norm_affine(model.input_norm)
-    stem = model.stem[0]
-    weight = stem.weight * in_scale[None, :, None]
-    bias = (stem.weight * in_shift[None, :, None]).sum(dim=(1, 2))
-    weight, bias = fold_after(_with(stem, weight, bias), model.stem[1])
-    _assign(folded.stem[0], weight, bias)
+    if isinstance(model.stem_filter, nn.Sequential):  # the input norm goes into the filter, one mel bin per channel
+        first = model.stem_filter[0]
+        weight = first.weight * in_scale[:, None, None]
+        bias = (first.weight * in_shift[:, None, None]).sum(dim=(1, 2))
+        _assign(folded.stem_filter[0], *fold_after(_with(first, weight, bias), model.stem_filter[1]))
+        _assign(folded.stem[0], *fold_after(model.stem[0], model.stem[1]))
+    else:
+        stem = model.stem[0]
+        weight = stem.weight * in_scale[None, :, None]
+        bias = (stem.weight * in_shift[None, :, None]).sum(dim=(1, 2))
+        _assign(folded.stem[0], *fold_after(_with(stem, weight, bias), model.stem[1]))
     for source, target in zip(model.blocks, folded.blocks, strict=True):
         _assign(target.depthwise, *fold_after(source.depthwise, source.depthwise_norm))
         _assign(target.pointwise, *fold_after(source.pointwise, source.pointwise_norm))
@@ -59,7 +66,9 @@ def fold_dscnn(model: CausalDSCNN, frames: int, check_windows: int = 8) -> tuple
 
 def _with(conv: nn.Conv1d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv1d:
     """A stand-in conv carrying `weight` and `bias` (what `fold_after` reads)."""
-    stand_in = nn.Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, bias=True)
+    stand_in = nn.Conv1d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, groups=conv.groups, bias=True
+    )
     stand_in.weight, stand_in.bias = nn.Parameter(weight), nn.Parameter(bias)
     return stand_in
 

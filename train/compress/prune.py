@@ -101,7 +101,7 @@ def prune_dscnn(model: CausalDSCNN, keep: list[torch.Tensor]) -> tuple[CausalDSC
     new_config = with_widths(config, [len(k) for k in keep])
     pruned = CausalDSCNN(model.stem[0].in_channels, model.classifier.out_features, **new_config)
     source, target = model.state_dict(), pruned.state_dict()
-    target.update({k: v for k, v in source.items() if k.startswith("input_norm.")})
+    target.update({k: v for k, v in source.items() if k.startswith(("input_norm.", "stem_filter."))})
     _copy_conv_norm(source, target, "stem.0", "stem.1", rows=keep[0])
     for index in range(len(model.blocks)):
         prefix, inputs, outputs = f"blocks.{index}.", keep[index], keep[index + 1]
@@ -165,7 +165,7 @@ def prune_crnn(model: CRNN, conv_keep: torch.Tensor, gru_keep: list[torch.Tensor
     n_mels = model.input_norm.num_features
     pruned = CRNN(n_mels, model.classifier.out_features, **config)
     source, target = model.state_dict(), pruned.state_dict()
-    target.update({k: v for k, v in source.items() if k.startswith("input_norm.")})
+    target.update({k: v for k, v in source.items() if k.startswith(("input_norm.", "stem_filter."))})
     target["conv.0.weight"] = source["conv.0.weight"][conv_keep]
     target["conv.0.bias"] = source["conv.0.bias"][conv_keep]
     freq = model.gru.input_size // model.conv[0].out_channels  # the GRU reads [channels * freq] per step

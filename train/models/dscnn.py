@@ -4,8 +4,10 @@ Causal and unpadded in time: each output frame depends only on past input frames
 axis, so a streaming step that buffers each layer's last (kernel - 1) * dilation inputs computes exactly what the
 whole-window model computes. The head averages the last layer's frames, which a stream keeps as a running sum.
 
-Two options serve compression (`train.compress`); their defaults build the original model:
+Three options serve compression (`train.compress`); their defaults build the original model:
 - `block_channels`: each block's output channels (structured pruning leaves blocks of different widths);
+- `stem_filter`: taps of a per-mel-bin temporal filter (a depthwise convolution) that takes the stem's stride, so
+  a stem that hops several frames still reads every frame, for `stem_filter` MACs per mel bin and output;
 - `folded`: the deployment form, with every BatchNorm folded into the convolution next to it (the input norm
   into the stem, the others into the convolution before them), so the graph is convolutions with biases only.
 """
@@ -52,15 +54,30 @@ class CausalDSCNN(nn.Module):
         dilations: tuple[int, ...] = (1, 2, 4, 8),
         block_channels: tuple[int, ...] | None = None,
         folded: bool = False,
+        stem_filter: int = 0,
     ) -> None:
         super().__init__()
         block_channels = tuple(block_channels) if block_channels is not None else (channels,) * len(dilations)
         if len(block_channels) != len(dilations):
             raise ValueError(f"block_channels has {len(block_channels)} entries, dilations {len(dilations)}")
         self.input_norm = _norm(n_mels, folded)
-        # The strided stem lowers the frame rate: the rest of the network runs every `stem_stride` frames.
+        # The strided stem lowers the frame rate: the rest of the network runs every `stem_stride` frames. With a
+        # stem filter, the filter hops and the stem convolution reads each of its outputs.
+        if stem_filter < 0 or (stem_filter and stem_kernel != 1):
+            raise ValueError(
+                f"stem_filter must be 0 (none) or a number of taps with stem_kernel 1 (a depthwise-separable stem: "
+                f"the filter, then a pointwise stem), got stem_filter {stem_filter} with stem_kernel {stem_kernel}"
+            )
+        self.stem_filter = (
+            nn.Sequential(
+                nn.Conv1d(n_mels, n_mels, stem_filter, stride=stem_stride, groups=n_mels, bias=folded),
+                _norm(n_mels, folded),
+            )
+            if stem_filter
+            else nn.Identity()
+        )
         self.stem = nn.Sequential(
-            nn.Conv1d(n_mels, channels, stem_kernel, stride=stem_stride, bias=folded),
+            nn.Conv1d(n_mels, channels, stem_kernel, stride=1 if stem_filter else stem_stride, bias=folded),
             _norm(channels, folded),
             nn.ReLU(),
         )
@@ -73,6 +90,11 @@ class CausalDSCNN(nn.Module):
         )
         self.classifier = nn.Linear(widths[-1], num_classes)
 
+    @property
+    def front(self) -> nn.Sequential:
+        """Stem filter (if any) and stem: the layers from normalised features to the first block's input."""
+        return nn.Sequential(self.stem_filter, self.stem)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(self.input_norm(features.transpose(1, 2))))
+        x = self.blocks(self.front(self.input_norm(features.transpose(1, 2))))
         return self.classifier(x.mean(dim=2))
