@@ -129,8 +129,8 @@ def streaming_in_float32(section: dict, out: Path, agreement: dict, min_agreemen
     Why not fail the conversion: the float32 step equals the window model (checked above to `float_tolerance`), and
     for a DS-CNN this small it costs no more on the device (per 1 s window: float32 TFLite 5 us, int8 22 us, most of
     that the input quantization in numpy). The int8 step is not shipped: its file is removed and the manifest says
-    why (`int8_rejected`). Seen with the 2K-parameter default student (95.2% agreement); where the int8 step loses
-    the precision (the shared state scale, or the calibration of its activations) is not measured yet."""
+    why (`int8_rejected`). Seen with the 2K-parameter default student (95.2% agreement): the min/max calibration of
+    the step's activations loses it (agreement falls as the calibration data grows; docs/compression.md)."""
     rejected_file = out / section["file"]
     rejected_file.unlink()
     twin = section["float32"]
