@@ -33,6 +33,14 @@ def fold_after(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, tor
     return conv.weight * scale[:, None, None], bias * scale + shift
 
 
+def fold_before(conv: nn.Conv1d, norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """`norm` on the input of `conv` (no padding) folded into its weight and a bias: a full convolution sums over
+    every input channel; a depthwise one (one group per input channel) reads only its own."""
+    scale, shift = norm_affine(norm)
+    per_input = (slice(None), None, None) if conv.groups == conv.in_channels > 1 else (None, slice(None), None)
+    return conv.weight * scale[per_input], (conv.weight * shift[per_input]).sum(dim=(1, 2))
+
+
 @torch.no_grad()
 def fold_dscnn(model: CausalDSCNN, frames: int, check_windows: int = 8) -> tuple[CausalDSCNN, dict]:
     """The folded twin of an (eval-mode) DS-CNN and its config; raises if the two disagree."""
@@ -41,18 +49,15 @@ def fold_dscnn(model: CausalDSCNN, frames: int, check_windows: int = 8) -> tuple
     if dscnn_config(model)["folded"]:
         raise ValueError("the model is folded already")
     folded = CausalDSCNN(model.stem[0].in_channels, model.classifier.out_features, **config).eval()
-    in_scale, in_shift = norm_affine(model.input_norm)
-    if isinstance(model.stem_filter, nn.Sequential):  # the input norm goes into the filter, one mel bin per channel
-        first = model.stem_filter[0]
-        weight = first.weight * in_scale[:, None, None]
-        bias = (first.weight * in_shift[:, None, None]).sum(dim=(1, 2))
-        _assign(folded.stem_filter[0], *fold_after(_with(first, weight, bias), model.stem_filter[1]))
+    # The input norm folds into the first convolution that reads the features: the stem filter if there is one.
+    first, first_norm, first_target = (
+        (model.stem_filter[0], model.stem_filter[1], folded.stem_filter[0])
+        if model.filter_conv is not None
+        else (model.stem[0], model.stem[1], folded.stem[0])
+    )
+    _assign(first_target, *fold_after(_with(first, *fold_before(first, model.input_norm)), first_norm))
+    if model.filter_conv is not None:
         _assign(folded.stem[0], *fold_after(model.stem[0], model.stem[1]))
-    else:
-        stem = model.stem[0]
-        weight = stem.weight * in_scale[None, :, None]
-        bias = (stem.weight * in_shift[None, :, None]).sum(dim=(1, 2))
-        _assign(folded.stem[0], *fold_after(_with(stem, weight, bias), model.stem[1]))
     for source, target in zip(model.blocks, folded.blocks, strict=True):
         _assign(target.depthwise, *fold_after(source.depthwise, source.depthwise_norm))
         _assign(target.pointwise, *fold_after(source.pointwise, source.pointwise_norm))

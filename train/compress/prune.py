@@ -165,7 +165,7 @@ def prune_crnn(model: CRNN, conv_keep: torch.Tensor, gru_keep: list[torch.Tensor
     n_mels = model.input_norm.num_features
     pruned = CRNN(n_mels, model.classifier.out_features, **config)
     source, target = model.state_dict(), pruned.state_dict()
-    target.update({k: v for k, v in source.items() if k.startswith(("input_norm.", "stem_filter."))})
+    target.update({k: v for k, v in source.items() if k.startswith("input_norm.")})
     target["conv.0.weight"] = source["conv.0.weight"][conv_keep]
     target["conv.0.bias"] = source["conv.0.bias"][conv_keep]
     freq = model.gru.input_size // model.conv[0].out_channels  # the GRU reads [channels * freq] per step

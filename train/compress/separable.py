@@ -37,7 +37,7 @@ def dscnn_config(model: CausalDSCNN) -> dict:
     """The `model_config` that rebuilds `model` (read from its layers, so pruned and folded models describe
     themselves)."""
     stem = model.stem[0]
-    stem_filter = model.stem_filter[0] if isinstance(model.stem_filter, nn.Sequential) else None
+    stem_filter = model.filter_conv
     blocks = list(model.blocks)
     return {
         "channels": stem.out_channels,

@@ -9,7 +9,8 @@ Three options serve compression (`train.compress`); their defaults build the ori
 - `stem_filter`: taps of a per-mel-bin temporal filter (a depthwise convolution) that takes the stem's stride, so
   a stem that hops several frames still reads every frame, for `stem_filter` MACs per mel bin and output;
 - `folded`: the deployment form, with every BatchNorm folded into the convolution next to it (the input norm
-  into the stem, the others into the convolution before them), so the graph is convolutions with biases only.
+  into the stem or the stem filter, the others into the convolution before them), so the graph is convolutions
+  with biases only.
 """
 
 from __future__ import annotations
@@ -91,10 +92,15 @@ class CausalDSCNN(nn.Module):
         self.classifier = nn.Linear(widths[-1], num_classes)
 
     @property
+    def filter_conv(self) -> nn.Conv1d | None:
+        """The stem filter's convolution, or None without a stem filter."""
+        return self.stem_filter[0] if isinstance(self.stem_filter, nn.Sequential) else None
+
+    @property
     def front(self) -> nn.Sequential:
         """Stem filter (if any) and stem: the layers from normalised features to the first block's input."""
         return nn.Sequential(self.stem_filter, self.stem)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.front(self.input_norm(features.transpose(1, 2))))
+        x = self.blocks(self.stem(self.stem_filter(self.input_norm(features.transpose(1, 2)))))
         return self.classifier(x.mean(dim=2))
