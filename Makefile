@@ -16,6 +16,10 @@ EPOCHS ?= 20
 SEED ?= 0
 # Share of training windows given other speech before and after the word (train.data.augment); 0 = off.
 SPEECH_CONTEXT ?= 0
+# Voice-group prefixes to train and validate without (e.g. piper, espeak:en-gb), space-separated; the test split and
+# `make eval` keep them: how the model does on a synthesis engine or voice family it never heard.
+LEAVE_OUT ?=
+FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) $(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
 OUT ?= artifacts
 CACHE ?= data
 
@@ -68,6 +72,7 @@ help:
 	@echo "  MODEL=$(MODEL)   deployed architecture when COMPRESS=0 (dscnn | crnn);  TEACHER=$(TEACHER) (crnn)"
 	@echo "  EPOCHS=$(EPOCHS)   SEED=$(SEED)   OUT=$(OUT)   CACHE=$(CACHE)"
 	@echo "  SPEECH_CONTEXT=$(SPEECH_CONTEXT)   share of training windows with other speech around the word (0 = off)"
+	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
 
 # ---- environments ----
 venvs: $(TRAIN_VENV)/.installed $(EDGE_VENV)/.installed
@@ -117,10 +122,9 @@ data: $(TRAIN_VENV)/.installed
 train: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/data_path.txt || { echo "error: no data set yet; run 'make data' first" >&2; exit 1; }
 	$(if $(TEACHER),$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) \
-		--epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --resume --out $(OUT)/train/$(TEACHER))
+		$(FIT_ARGS) --out $(OUT)/train/$(TEACHER))
 	$(if $(or $(COMPRESSED),$(filter $(TEACHER),$(MODEL))),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \
-		--model $(MODEL) --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --resume \
-		--out $(OUT)/train/$(MODEL))
+		--model $(MODEL) $(FIT_ARGS) --out $(OUT)/train/$(MODEL))
 
 # The teacher -> the deployed student: distillation, pruning, folding (~5 min on 2 CPU cores, ablation included).
 compress: $(TRAIN_VENV)/.installed

@@ -240,6 +240,12 @@ def _load_clipset(path: Path, info: CheckpointInfo) -> ClipSet:
             f"clip set {path} holds (sample rate, keyword) {found}, the checkpoint needs {expected}",
             exit_code=EXIT_BAD_INPUT,
         )
+    # Calibrate on what the model was trained on: a family its training left out stays out of int8 ranges too.
+    left_out = info.data.get("leave_out", []) if isinstance(info.data, dict) else []
+    try:
+        clipset.leave_out(left_out)
+    except ValueError as error:
+        raise ConversionError(f"clip set {path}: {error}", exit_code=EXIT_BAD_INPUT) from None
     return clipset
 
 

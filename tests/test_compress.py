@@ -281,3 +281,12 @@ def test_chain_compress_convert_report(tiny, capsys):
     assert {"au_fa_fr", "frr_at_fa_per_hour", "accuracy"} <= set(deployed["test"])
     assert deployed["latency"]["median_us"] > 0
     assert "speed_up_rate_macs" in (out / "report.md").read_text()
+
+
+def test_the_bank_leaves_out_what_the_teacher_left_out(tiny):
+    left_out = build_bank(tiny["clipset"], tiny["teacher"], views=1, seed=0, device=CPU, leave_out=["noise:2"])
+    bank = tiny["bank"]
+    # A third of the other clips: 8 of 24 from each training view, 2 of 6 from val; the test split is whole.
+    assert (left_out.views[0].labels == 0).sum() == (bank.views[0].labels == 0).sum() - 8
+    assert len(left_out.val) == len(bank.val) - 2 and len(left_out.test) == len(bank.test)
+    assert left_out.data_info()["leave_out"] == ["noise:2"] and "leave_out" not in bank.data_info()

@@ -103,3 +103,36 @@ def test_speech_context_changes_the_training_windows_and_is_checked_on_the_comma
         cwd=REPO, capture_output=True, text=True, check=False,
     )
     assert result.returncode == 2 and "--speech-context must be within 0..1, got 1.5" in result.stderr
+
+
+def test_leaving_a_voice_group_out_keeps_it_from_train_and_val_only(tmp_path):
+    clips = ClipSet.load(make_tiny_clipset(tmp_path / "clips"))
+    before = {split: len(clips.indices(split)) for split in ("train", "val", "test")}
+    assert clips.leave_out(["chirp:0"]) == 8 + 2  # a third of 24 train and 6 val keyword clips
+    groups = clips.groups.astype(str)
+    for split in ("train", "val"):
+        assert not any(group.startswith("chirp:0") for group in groups[clips.indices(split)])
+        assert len(clips.indices(split)) < before[split]
+    assert len(clips.indices("test")) == before["test"]  # the family is measured where it was never trained on
+    with pytest.raises(ValueError, match="'piper' matches no train or val utterance; groups start with e.g. chirp"):
+        clips.leave_out(["piper"])
+    with pytest.raises(ValueError, match="leaves the train split without keyword or other utterances"):
+        clips.leave_out(["chirp"])
+    assert len(clips.indices("train", label=1)) == 16  # a refused leave-out changes nothing
+
+
+def test_a_left_out_group_travels_with_the_checkpoint_and_is_checked_on_the_command_line(tmp_path):
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    common = {"data": clipset, "model": "dscnn", "epochs": 1, "batch_size": 16, "seed": 1, "device": "cpu"}
+    fit(FitConfig(out=tmp_path / "run", leave_out=["noise:1"], **common))
+    _, info = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert info.data["leave_out"] == ["noise:1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "train.fit", "--data", str(clipset), "--out", str(tmp_path / "x"), "--leave-out", "sc:"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --leave-out 'sc:' matches no train or val utterance; groups start with e.g. chirp:0, chirp:1, "
+        "chirp:2, noise:0, noise:1, noise:2"
+    ]

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,10 @@ class FitConfig:
     # Share of training windows with other speech before and after the utterance (train.data.augment,
     # CONTEXT_PROBABILITY); 0 switches it off.
     speech_context: float = 0.0
+    # Group prefixes ("piper", "espeak:en-gb") taken out of train and val (ClipSet.leave_out): the test split then
+    # measures a voice family or engine the model never heard. Recorded in the checkpoint's data entry, so the
+    # student (train.compress) and the int8 calibration (python -m convert) leave out the same.
+    leave_out: list[str] = field(default_factory=list)
     seed: int = 0
     device: str = "auto"
     resume: bool = False
@@ -133,6 +137,9 @@ def fit(config: FitConfig) -> dict:
     device = pick_device(config.device)
     use_amp = device.type == "cuda"
     clips = ClipSet.load(config.data)
+    if config.leave_out:
+        left_out = clips.leave_out(config.leave_out)
+        print(f"leaving out {left_out} train and val utterances of {', '.join(config.leave_out)}", file=sys.stderr)
     spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
     labels = list(clips.meta["labels"])
     keyword = clips.meta["keyword"]
@@ -159,7 +166,11 @@ def fit(config: FitConfig) -> dict:
         feature_spec=spec,
         labels=labels,
         keyword=keyword,
-        data={"clipset": str(Path(config.data).resolve()), "cache_key": clips.meta.get("cache_key", "")},
+        data={
+            "clipset": str(Path(config.data).resolve()),
+            "cache_key": clips.meta.get("cache_key", ""),
+            **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
+        },
     )
     print(
         f"training {config.model} ({count_parameters(model):,} parameters) on {device.type} for {config.epochs} "
@@ -237,6 +248,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         "positive_fraction": config.positive_fraction, "seed": config.seed, "spec_augment": config.spec_augment,
         # Only when on, so states written before the option existed still resume.
         **({"speech_context": config.speech_context} if config.speech_context else {}),
+        **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
     }
 
@@ -266,6 +278,11 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
     parser.add_argument(
         "--speech-context", type=float, default=defaults.speech_context, metavar="P",
         help="share of training windows with other speech before and after the word, as live (0 = off)",
+    )
+    parser.add_argument(
+        "--leave-out", action="append", default=[], metavar="GROUP_PREFIX",
+        help="train and validate without the utterances whose voice group starts with this ('piper', "
+        "'espeak:en-gb'; repeatable); the test split keeps them (default: none)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for weights, order and augmentation")
     parser.add_argument(

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,7 @@ class Bank:
     keyword: str
     clipset: Path
     cache_key: str
+    leave_out: list[str] = field(default_factory=list)  # the teacher's (train.fit --leave-out)
 
     @property
     def keyword_index(self) -> int:
@@ -72,7 +73,8 @@ class Bank:
 
     def data_info(self) -> dict:
         """The `data` entry of checkpoints trained on this bank (what `python -m convert` reads)."""
-        return {"clipset": str(self.clipset), "cache_key": self.cache_key}
+        left_out = {"leave_out": list(self.leave_out)} if self.leave_out else {}
+        return {"clipset": str(self.clipset), "cache_key": self.cache_key, **left_out}
 
 
 def build_bank(
@@ -83,8 +85,10 @@ def build_bank(
     device: torch.device,
     positive_fraction: float = 0.35,
     speech_context: float = 0.0,
+    leave_out: list[str] | None = None,
 ) -> Bank:
     clips = ClipSet.load(clipset_path)
+    clips.leave_out(leave_out or [])
     spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
     labels, keyword = list(clips.meta["labels"]), clips.meta["keyword"]
     if labels.index(keyword) != 1:
@@ -110,6 +114,7 @@ def build_bank(
         keyword=keyword,
         clipset=Path(clipset_path).resolve(),
         cache_key=str(clips.meta.get("cache_key", "")),
+        leave_out=list(leave_out or []),
     )
 
 

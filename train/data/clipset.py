@@ -39,6 +39,10 @@ CLIPS_FILE = "clips.npz"
 NOISE_FILE = "noise.npz"
 META_FILE = "meta.json"
 SPLITS = ("train", "val", "test")
+# The split code of clips a training run leaves out (`ClipSet.leave_out`): in no split, so nothing reads them.
+LEFT_OUT_CODE = 255
+# The splits that choose weights, checkpoints and thresholds: what leaving a voice family out takes it from.
+TRAINING_SPLITS = ("train", "val")
 OTHER_LABEL = "_other_"
 KEYWORD_LABEL_INDEX = 1
 CLIP_ARRAYS = ("audio", "offsets", "lengths", "labels", "splits", "groups", "texts")
@@ -316,6 +320,35 @@ class ClipSet:
         if chosen.size == 0:
             raise ValueError(f"the clip set has no {split} utterances with label {label} to draw from")
         return lambda rng: self.utterance(int(chosen[rng.integers(chosen.size)]))
+
+    def leave_out(self, prefixes: list[str]) -> int:
+        """Take every utterance whose group starts with one of `prefixes` ("piper", "espeak:en-gb", ...) out of the
+        train and val splits, in place, and return how many; the test split keeps them, so a model trained without
+        a voice family or synthesis engine is measured on it. The noise bank's babble is left as built."""
+        if not prefixes:
+            return 0
+        groups = self.groups.astype(str)
+        training = np.isin(self.splits, [SPLITS.index(split) for split in TRAINING_SPLITS])
+        matched = np.zeros(len(self), dtype=bool)
+        for prefix in prefixes:
+            hits = training & np.char.startswith(groups, prefix)
+            if not hits.any():
+                known = sorted({group.split("+")[0] for group in groups[training]})
+                raise ValueError(
+                    f"--leave-out {prefix!r} matches no train or val utterance; groups start with e.g. "
+                    f"{', '.join(known[:8])}"
+                )
+            matched |= hits
+        splits = self.splits.copy()
+        splits[matched] = LEFT_OUT_CODE
+        for split in TRAINING_SPLITS:
+            labels = self.labels[splits == SPLITS.index(split)]
+            if not (labels == 1).any() or not (labels != 1).any():
+                raise ValueError(
+                    f"leaving out {', '.join(prefixes)} leaves the {split} split without keyword or other utterances"
+                )
+        self.splits = splits
+        return int(matched.sum())
 
     def noise_bank(self) -> list[np.ndarray]:
         """Background-noise recordings, float32 in -1..1 (empty list when the source has none)."""
