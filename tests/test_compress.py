@@ -26,6 +26,7 @@ from train.compress.quality import au_fa_fr, frr_at_fa_per_hour, quality
 from train.compress.quantize import dynamic_int8, state_dict_bytes
 from train.compress.separable import dscnn_config
 from train.compress.trainer import TrainSettings, train_student
+from train.compress.uncertainty import paired_bootstrap
 from train.models import build_model
 from train.models.crnn import CRNN
 
@@ -281,6 +282,29 @@ def test_chain_compress_convert_report(tiny, capsys):
     assert {"au_fa_fr", "frr_at_fa_per_hour", "accuracy"} <= set(deployed["test"])
     assert deployed["latency"]["median_us"] > 0
     assert "speed_up_rate_macs" in (out / "report.md").read_text()
+    spread = written["no_worse_uncertainty"]["accuracy_points"]
+    measured = 100 * (deployed["test"]["accuracy"] - rows[report.BASELINE]["test"]["accuracy"])
+    assert spread["difference"] == pytest.approx(measured, abs=1e-3)
+    assert spread["interval_95"][0] <= spread["difference"] <= spread["interval_95"][1]
+    assert "How sure the two verdicts are" in (out / "report.md").read_text()
+
+
+def test_the_paired_bootstrap_tells_a_real_gap_from_a_tie():
+    rng = np.random.default_rng(0)
+    labels = np.arange(1000) % 4 == 0  # 250 keyword windows, 750 others
+    perfect = np.where(labels, rng.uniform(0.6, 1.0, 1000), rng.uniform(0.0, 0.4, 1000))
+    flawed = perfect.copy()
+    flawed[np.flatnonzero(labels)[:50]] = 0.1  # 50 missed keywords: 5 points of accuracy, a larger au_fa_fr
+    tie = paired_bootstrap(perfect, 0.5, perfect, 0.5, labels, 1.0, resamples=200)
+    assert tie["accuracy_points"] == {"difference": 0.0, "interval_95": [0.0, 0.0], "share_no_worse": 1.0}
+    better = paired_bootstrap(flawed, 0.5, perfect, 0.5, labels, 1.0, resamples=200)
+    assert better["accuracy_points"]["difference"] == pytest.approx(5.0)
+    assert better["accuracy_points"]["interval_95"][0] > 3.0 and better["accuracy_points"]["share_no_worse"] == 1.0
+    assert better["au_fa_fr"]["difference"] < 0 and better["au_fa_fr"]["share_no_worse"] == 1.0
+    worse = paired_bootstrap(perfect, 0.5, flawed, 0.5, labels, 1.0, resamples=200)
+    assert worse["accuracy_points"]["share_no_worse"] == 0.0 and worse["au_fa_fr"]["share_no_worse"] == 0.0
+    with pytest.raises(ValueError, match="same keyword and non-keyword windows"):
+        paired_bootstrap(perfect, 0.5, perfect[:10], 0.5, labels, 1.0)
 
 
 def test_the_bank_leaves_out_what_the_teacher_left_out(tiny):

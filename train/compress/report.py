@@ -8,7 +8,9 @@ the same counter for every row; a quantized model has its float model's MACs), b
 for torch models, the file for TFLite), test quality (`quality.py`: accuracy, FRR and FAR at the row's val
 threshold, ROC AUC, au_fa_fr, FRR at a fixed FA/h) and single-thread CPU latency per window (`latency.py`).
 Top level: `speed_up_rate_macs`, `compression_rate_bytes` and `speed_up_rate_latency` of the deployed model
-against the baseline, the issue's targets for them, and whether accuracy and au_fa_fr are no worse.
+against the baseline, the issue's targets for them, and whether accuracy and au_fa_fr are no worse, with how sure
+that is on this test split (`no_worse_uncertainty`, `uncertainty.py`: a paired bootstrap; it informs, the verdicts
+stay the measured comparison).
 Exit status: 0 written (whether or not the targets are met: see `targets_met`); 2 bad input.
 """
 
@@ -36,6 +38,7 @@ from train.compress.latency import DEFAULT_CALLS_PER_ROUND, DEFAULT_ROUNDS, meas
 from train.compress.macs import count_macs
 from train.compress.quality import DEFAULT_FA_PER_HOUR, quality
 from train.compress.quantize import dynamic_int8, state_dict_bytes
+from train.compress.uncertainty import paired_bootstrap
 from train.data.clipset import ClipSet
 from train.models import count_parameters
 
@@ -163,9 +166,9 @@ def make_report(
     test = WindowMaker(clips, spec).split("test")
     rows, deployed = build_rows(stages, bundle, teacher_bundle, test.features[0], spec)
     say(f"report: scoring {len(rows)} models on {len(test)} test windows")
-    results = []
+    results, scores_of = [], {}
     for row in rows:
-        scores = row.scores(test.features)
+        scores = scores_of[row.name] = row.scores(test.features)
         results.append({
             "name": row.name,
             "run": row.run,
@@ -182,6 +185,11 @@ def make_report(
     for result in results:
         result["latency"] = latency[result["name"]]
     summary = summarize(results, deployed, stages, fa_per_hour)
+    base, final = (next(row for row in rows if row.name == name) for name in (BASELINE, deployed))
+    summary["no_worse_uncertainty"] = paired_bootstrap(
+        scores_of[BASELINE], base.threshold, scores_of[deployed], final.threshold, test.labels == 1,
+        spec.clip_seconds,
+    )
     if bundle is not None:  # lets `train.summary` tell whether this report describes the bundle it summarises
         deployed_file = json.loads((bundle / "manifest.json").read_text())["model"]["file"]
         summary["deployed_sha256"] = sha256_of(bundle / deployed_file)
@@ -249,6 +257,18 @@ def markdown(report: dict) -> str:
         f"- accuracy no worse than the baseline: {'yes' if met['accuracy_no_worse'] else 'NO'}",
         f"- au_fa_fr no worse than the baseline: {'yes' if met['au_fa_fr_no_worse'] else 'NO'}",
     ]
+    spread = report.get("no_worse_uncertainty")
+    if spread:
+        accuracy, area = spread["accuracy_points"], spread["au_fa_fr"]
+        lines += [
+            "",
+            f"How sure the two verdicts are on this test split ({spread['method']}, {spread['resamples']:,} "
+            "resamples; deployed minus baseline, 95% interval):",
+            f"- accuracy: {accuracy['difference']:+.2f} points [{accuracy['interval_95'][0]:+.2f}, "
+            f"{accuracy['interval_95'][1]:+.2f}]; no worse in {accuracy['share_no_worse']:.0%} of resamples",
+            f"- au_fa_fr: {area['difference']:+.2f} [{area['interval_95'][0]:+.2f}, {area['interval_95'][1]:+.2f}]; "
+            f"no worse in {area['share_no_worse']:.0%} of resamples",
+        ]
     if "speed_up_rate_latency_vs_tflite_baseline" in report:
         lines.append(f"- latency ratio against the CRNN as float32 TFLite (same runtime, not a target): "
                      f"{report['speed_up_rate_latency_vs_tflite_baseline']:.2f}")
