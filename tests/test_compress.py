@@ -36,6 +36,7 @@ CPU = torch.device("cpu")
 TINY_WIDE = {"channels": 12, "stem_kernel": 1, "stem_stride": 4, "dilations": [1, 2], "block_channels": [8, 8]}
 TINY_TARGET = {**TINY_WIDE, "channels": 8, "block_channels": [6, 6]}
 TINY_FILTERED = {**TINY_WIDE, "stem_filter": 4}  # a depthwise-separable stem: 4-tap filter per mel bin, then 1x1
+TINY_AVERAGED = {**TINY_FILTERED, "stem_average": True}  # the same filter fixed to a 4-frame moving average
 TINY_FLOOR = [8, 6, 6]
 TINY_CRNN_TARGET = {"conv_channels": 2, "hidden_size": 8}
 # int8 vs float32 TFLite of the tiny student: largest keyword-probability difference allowed (measured ~0.004).
@@ -156,7 +157,9 @@ def test_pruning_the_crnn_removes_gru_units(tiny):
     assert pruned.eval()(probe).shape == (4, 2)
 
 
-@pytest.mark.parametrize("config", [TINY_WIDE, TINY_FILTERED], ids=["stem", "stem-filter"])
+@pytest.mark.parametrize(
+    "config", [TINY_WIDE, TINY_FILTERED, TINY_AVERAGED], ids=["stem", "stem-filter", "stem-average"]
+)
 def test_folding_is_exact_and_removes_every_norm(tiny, config):
     model = build_model("dscnn", MELS, len(LABELS), **config)
     train_student(model, tiny["bank"], DistillSettings.labels_only(), TrainSettings(epochs=3), CPU, "fold")
@@ -187,6 +190,19 @@ def test_a_stem_filter_reads_every_frame_for_few_macs_and_survives_pruning(tiny)
     assert torch.equal(pruned.stem_filter[0].weight, filtered.stem_filter[0].weight)  # the filter is kept whole
     with pytest.raises(ValueError, match="stem_kernel 1"):
         build_model("dscnn", MELS, len(LABELS), **{**TINY_FILTERED, "stem_kernel": 3})
+
+
+def test_an_averaging_stem_filter_stays_an_average_through_training_and_pruning(tiny):
+    model = build_model("dscnn", MELS, len(LABELS), **TINY_AVERAGED)
+    trained = train_student(model, tiny["bank"], DistillSettings.labels_only(), TrainSettings(epochs=2), CPU, "avg")
+    weight = trained.model.stem_filter[0].weight
+    assert torch.equal(weight, torch.full_like(weight, 0.25))  # 4 taps of 1/4, untouched by the optimiser
+    assert dscnn_config(trained.model)["stem_average"] is True and "stem_average" not in dscnn_config(
+        build_model("dscnn", MELS, len(LABELS), **TINY_FILTERED))
+    pruned, config = prune_step(trained.model, [8, 6, 5], tiny["bank"], CPU)
+    assert config["stem_average"] is True and not pruned.stem_filter[0].weight.requires_grad
+    with pytest.raises(ValueError, match="stem_average .* needs stem_filter > 0"):
+        build_model("dscnn", MELS, len(LABELS), **{**TINY_WIDE, "stem_average": True})
 
 
 def test_dynamic_int8_teacher_is_smaller_and_agrees(tiny):

@@ -45,6 +45,7 @@ def dscnn_config(model: CausalDSCNN) -> dict:
         "stem_stride": (stem_filter or stem).stride[0],
         # Only when there is one, so the configs of models without it read as before.
         **({"stem_filter": stem_filter.kernel_size[0]} if stem_filter is not None else {}),
+        **({"stem_average": True} if model.stem_average else {}),
         "kernel_size": blocks[0].depthwise.kernel_size[0] if blocks else 3,
         "dilations": [block.depthwise.dilation[0] for block in blocks],
         "block_channels": [block.pointwise.out_channels for block in blocks],

@@ -8,6 +8,8 @@ Three options serve compression (`train.compress`); their defaults build the ori
 - `block_channels`: each block's output channels (structured pruning leaves blocks of different widths);
 - `stem_filter`: taps of a per-mel-bin temporal filter (a depthwise convolution) that takes the stem's stride, so
   a stem that hops several frames still reads every frame, for `stem_filter` MACs per mel bin and output;
+  `stem_average` fixes its taps to a moving average (an anti-aliasing filter before the stride) instead of
+  learning them;
 - `folded`: the deployment form, with every BatchNorm folded into the convolution next to it (the input norm
   into the stem or the stem filter, the others into the convolution before them), so the graph is convolutions
   with biases only.
@@ -56,6 +58,7 @@ class CausalDSCNN(nn.Module):
         block_channels: tuple[int, ...] | None = None,
         folded: bool = False,
         stem_filter: int = 0,
+        stem_average: bool = False,
     ) -> None:
         super().__init__()
         block_channels = tuple(block_channels) if block_channels is not None else (channels,) * len(dilations)
@@ -69,6 +72,9 @@ class CausalDSCNN(nn.Module):
                 f"stem_filter must be 0 (none) or a number of taps with stem_kernel 1 (a depthwise-separable stem: "
                 f"the filter, then a pointwise stem), got stem_filter {stem_filter} with stem_kernel {stem_kernel}"
             )
+        if stem_average and not stem_filter:
+            raise ValueError("stem_average fixes the stem filter's taps to a moving average; it needs stem_filter > 0")
+        self.stem_average = stem_average
         self.stem_filter = (
             nn.Sequential(
                 nn.Conv1d(n_mels, n_mels, stem_filter, stride=stem_stride, groups=n_mels, bias=folded),
@@ -77,6 +83,10 @@ class CausalDSCNN(nn.Module):
             if stem_filter
             else nn.Identity()
         )
+        if stem_average:  # an average over the frames the stride skips: nothing to learn, nothing to overfit
+            with torch.no_grad():
+                self.stem_filter[0].weight.fill_(1.0 / stem_filter)
+            self.stem_filter[0].weight.requires_grad_(False)
         self.stem = nn.Sequential(
             nn.Conv1d(n_mels, channels, stem_kernel, stride=1 if stem_filter else stem_stride, bias=folded),
             _norm(channels, folded),
