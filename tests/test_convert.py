@@ -34,6 +34,7 @@ from tests.tiny import (
     make_tiny_checkpoint,
     make_tiny_clipset,
 )
+from train.checkpoint import load_checkpoint, save_checkpoint
 from train.models import build_model
 
 
@@ -230,3 +231,18 @@ def test_cli_help_states_every_default():
     assert result.returncode == 0
     for text in ("--calibration-windows", "(default: 300)", "(default: 17", "--min-agreement", "(default: 0.97)"):
         assert text in " ".join(result.stdout.split())
+
+
+def test_a_left_out_voice_group_stays_out_of_calibration_and_is_named_in_the_manifest(tmp_path):
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    checkpoint = make_tiny_checkpoint(tmp_path / "dscnn.pt", "dscnn", clipset)
+    model, info = load_checkpoint(checkpoint)
+    info.data = {**info.data, "leave_out": ["chirp:0"]}  # as train.fit --leave-out records it
+    save_checkpoint(checkpoint, model, info)
+    manifest = run_conversion(ConversionOptions(checkpoint=checkpoint, out=tmp_path / "edge", calibration_windows=40))
+    assert manifest["source"]["leave_out"] == ["chirp:0"] and manifest["model"]["precision"] == "int8"
+    info.data = {**info.data, "leave_out": ["piper"]}  # a group this clip set does not have: refused, one line
+    save_checkpoint(checkpoint, model, info)
+    with pytest.raises(ConversionError, match="'piper' matches no train or val utterance") as refused:
+        run_conversion(ConversionOptions(checkpoint=checkpoint, out=tmp_path / "edge2", calibration_windows=40))
+    assert refused.value.exit_code == 2 and not (tmp_path / "edge2").exists()

@@ -185,3 +185,13 @@ def test_cli_bad_input_is_one_error_line(tmp_path):
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
         assert "Traceback" not in result.stderr
+
+
+def test_the_report_says_which_voice_groups_the_model_never_heard():
+    from train.evaluate.report import markdown
+
+    report = {"keyword": "sheila", "bundle": "b", "detector": "streaming", "systems": {},
+              "streams": {"positives": 8, "positive_hours": 0.1, "negative_hours": 1.0}}
+    assert "trained without" not in markdown(report)
+    text = markdown({**report, "trained_without": ["piper"]})
+    assert "trained without the voice groups piper (`--leave-out`)" in text

@@ -177,6 +177,7 @@ def run(args) -> int:
         "model_sha256": manifest["model"]["sha256"],
         "detector": detector.name,
         "precision": detector.precision,
+        "trained_without": list(manifest.get("source", {}).get("leave_out", [])),
         "hit_rule": f"a detection within [onset, offset + {hit_after:g} s] of a keyword occurrence",
         "streams": {
             "folder": str(folder),

@@ -58,6 +58,14 @@ def _frr_cell(point: dict | None, hours: float, target: float) -> str:
     return cell if hours * target >= 1 - 1e-9 else f"{cell} (unresolved: {hours:.1f} h)"
 
 
+def _trained_without(report: dict) -> str:
+    groups = report.get("trained_without") or []
+    if not groups:
+        return ""
+    return (f" This model was trained without the voice groups {', '.join(groups)} (`--leave-out`): families "
+            "named after them are voices it never heard, whatever their name says.")
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Long-audio evaluation: '{report['keyword']}'",
@@ -66,7 +74,8 @@ def markdown(report: dict) -> str:
         "the edge runtime). "
         f"{report['streams']['positives']} keyword occurrences in {report['streams']['positive_hours']:.2f} h of "
         f"positive streams; {report['streams']['negative_hours']:.2f} h of negative streams. Voices: eSpeak NG "
-        "variants held out of training (test split) plus a Piper family (a voice training heard, new texts/seeds).",
+        "variants held out of training (test split) plus a Piper family (a voice training heard, new texts/seeds)."
+        + _trained_without(report),
         "",
         "| system | FRR at 0.5 FA/h | FRR at 0.1 FA/h | negative hours | clip ROC AUC | RTF (1 core) |",
         "| --- | --- | --- | --- | --- | --- |",
