@@ -19,7 +19,11 @@ SPEECH_CONTEXT ?= 0
 # Voice-group prefixes to train and validate without (e.g. piper, espeak:en-gb), space-separated; the test split and
 # `make eval` keep them: how the model does on a synthesis engine or voice family it never heard.
 LEAVE_OUT ?=
-FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) $(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
+# Weight of non-keyword windows in the training loss, the keyword's being 1 (teacher and student); > 1 penalises
+# false accepts more.
+FA_WEIGHT ?= 1
+FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --false-accept-weight $(FA_WEIGHT) \
+	$(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
 OUT ?= artifacts
 CACHE ?= data
 
@@ -73,6 +77,7 @@ help:
 	@echo "  EPOCHS=$(EPOCHS)   SEED=$(SEED)   OUT=$(OUT)   CACHE=$(CACHE)"
 	@echo "  SPEECH_CONTEXT=$(SPEECH_CONTEXT)   share of training windows with other speech around the word (0 = off)"
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
+	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
 
 # ---- environments ----
 venvs: $(TRAIN_VENV)/.installed $(EDGE_VENV)/.installed
@@ -130,7 +135,7 @@ train: $(TRAIN_VENV)/.installed
 compress: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/train/$(TEACHER)/best.pt || { echo "error: no teacher checkpoint $(OUT)/train/$(TEACHER)/best.pt; run 'make train' first" >&2; exit 1; }
 	$(TRAIN_ENV) $(TPY) -m train.compress --teacher $(OUT)/train/$(TEACHER)/best.pt --data "$$(cat $(OUT)/data_path.txt)" \
-		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --out $(OUT)/compression
+		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --false-accept-weight $(FA_WEIGHT) --out $(OUT)/compression
 
 convert: $(TRAIN_VENV)/.installed
 	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge

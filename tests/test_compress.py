@@ -128,6 +128,21 @@ def test_distillation_loss_falls(tiny):
     assert loss.projection.in_features == 6 and loss.projection.out_features == 16  # layer-wise: learned projection
 
 
+def test_the_false_accept_weight_reaches_the_students_hard_label_loss():
+    logits, labels = torch.tensor([[0.0, 2.0], [0.0, 2.0]]), torch.tensor([1, 0])  # the second: a false accept
+    embedding = torch.zeros(2, 4)
+    losses = {
+        weight: DistillationLoss(DistillSettings.labels_only(weight), 4, 4)(logits, embedding, labels).item()
+        for weight in (1.0, 3.0)
+    }
+    assert losses[3.0] > losses[1.0]
+    chain = ChainSettings(false_accept_weight=3.0)
+    assert chain.distillation(("separable", "distill")).false_accept_weight == 3.0
+    assert chain.distillation(("separable",)).false_accept_weight == 3.0  # labels only, still weighted
+    with pytest.raises(SystemExit):
+        cli.main(["--teacher", "x.pt", "--out", "y", "--false-accept-weight", "-1"])
+
+
 def test_pruned_dscnn_has_fewer_channels_and_still_trains(tiny):
     model = build_model("dscnn", MELS, len(LABELS), **TINY_WIDE)
     pruned, config = prune_step(model, [8, 6, 5], tiny["bank"], CPU)

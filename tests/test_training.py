@@ -17,6 +17,7 @@ from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
 from train.fit import FitConfig, fit, keyword_scores
+from train.losses import class_weights
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,3 +137,23 @@ def test_a_left_out_group_travels_with_the_checkpoint_and_is_checked_on_the_comm
         "error: --leave-out 'sc:' matches no train or val utterance; groups start with e.g. chirp:0, chirp:1, "
         "chirp:2, noise:0, noise:1, noise:2"
     ]
+
+
+def test_a_false_accept_weight_makes_missed_negatives_cost_more_and_is_checked(tmp_path):
+    logits = torch.tensor([[0.0, 2.0], [0.0, 2.0]])  # both called keyword: one right, one a false accept
+    labels = torch.tensor([1, 0])
+    plain = torch.nn.functional.cross_entropy(logits, labels, weight=class_weights(1.0, logits))
+    weighted = torch.nn.functional.cross_entropy(logits, labels, weight=class_weights(3.0, logits))
+    assert class_weights(1.0, logits) is None and class_weights(3.0, logits).tolist() == [3.0, 1.0]
+    assert weighted > plain  # the false accept now carries 3 of the 4 weight units
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    common = {"data": clipset, "model": "dscnn", "epochs": 1, "batch_size": 16, "seed": 1, "device": "cpu"}
+    base = fit(FitConfig(out=tmp_path / "plain", **common))
+    heavier = fit(FitConfig(out=tmp_path / "weighted", false_accept_weight=3.0, **common))
+    assert heavier["history"][0]["train_loss"] != base["history"][0]["train_loss"]
+    result = subprocess.run(
+        [sys.executable, "-m", "train.fit", "--data", str(clipset), "--out", str(tmp_path / "x"),
+         "--false-accept-weight", "0"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2 and "--false-accept-weight must be > 0, got 0.0" in result.stderr

@@ -24,6 +24,7 @@ from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
+from train.losses import class_weights
 from train.metrics import accuracy_threshold, detection_metrics
 from train.models import ARCHITECTURES, build_model, count_parameters
 from train.resume import RESUME_FILE, load_training_state, restore, save_training_state
@@ -51,6 +52,8 @@ class FitConfig:
     # measures a voice family or engine the model never heard. Recorded in the checkpoint's data entry, so the
     # student (train.compress) and the int8 calibration (python -m convert) leave out the same.
     leave_out: list[str] = field(default_factory=list)
+    # Weight of non-keyword clips in the loss (the keyword's is 1): above 1 a false accept costs more than a miss.
+    false_accept_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
     resume: bool = False
@@ -94,7 +97,10 @@ def keyword_scores(model, front_end, windows: np.ndarray, keyword_index: int, de
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
-def train_one_epoch(model, front_end, optimizer, scheduler, scaler, batches, device, use_amp, progress, masks=None):
+def train_one_epoch(
+    model, front_end, optimizer, scheduler, scaler, batches, device, use_amp, progress, masks=None,
+    false_accept_weight: float = 1.0,
+):
     model.train()
     total_loss, seen = 0.0, 0
     for audio, labels in batches:
@@ -104,7 +110,10 @@ def train_one_epoch(model, front_end, optimizer, scheduler, scaler, batches, dev
             if masks is not None:
                 features = masks(features)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            loss = torch.nn.functional.cross_entropy(model(features), labels)
+            logits = model(features)
+            loss = torch.nn.functional.cross_entropy(
+                logits, labels, weight=class_weights(false_accept_weight, logits)
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -198,6 +207,7 @@ def fit(config: FitConfig) -> dict:
                 model, front_end, optimizer, scheduler, scaler,
                 augmented_batches(clips, augmenter, order, config.batch_size), device, use_amp, bar,
                 masks=SpecAugment() if config.spec_augment else None,
+                false_accept_weight=config.false_accept_weight,
             )
         val_scores = keyword_scores(model, front_end, val_windows, keyword_index, device)
         val = detection_metrics(val_scores, val_labels == keyword_index, accuracy_threshold(val_scores, val_labels))
@@ -249,6 +259,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         # Only when on, so states written before the option existed still resume.
         **({"speech_context": config.speech_context} if config.speech_context else {}),
         **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
+        **({"false_accept_weight": config.false_accept_weight} if config.false_accept_weight != 1.0 else {}),
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
     }
 
@@ -284,6 +295,10 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         help="train and validate without the utterances whose voice group starts with this ('piper', "
         "'espeak:en-gb'; repeatable); the test split keeps them (default: none)",
     )
+    parser.add_argument(
+        "--false-accept-weight", type=float, default=defaults.false_accept_weight, metavar="W",
+        help="weight of non-keyword clips in the loss, the keyword's being 1 (> 1: false accepts cost more)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for weights, order and augmentation")
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="auto picks CUDA when present"
@@ -301,6 +316,8 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         parser.error("--epochs and --batch-size must be >= 1 and --positive-fraction in (0, 1)")
     if not 0.0 <= args.speech_context <= 1.0:
         parser.error(f"--speech-context must be within 0..1, got {args.speech_context}")
+    if args.false_accept_weight <= 0:
+        parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
     return FitConfig(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 
 

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 INT_SETTINGS = ("student_epochs", "prune_steps", "prune_epochs", "crnn_epochs", "crnn_prune_epochs", "batch_size")
 FLOAT_SETTINGS = ("learning_rate", "finetune_learning_rate", "temperature", "alpha", "hint_weight",
-                  "prune_accuracy_drop", "prune_auc_drop")
+                  "false_accept_weight", "prune_accuracy_drop", "prune_auc_drop")
 _HELP = {
     "student_epochs": "epochs of the DS-CNN student (the chain, and separable alone)",
     "prune_steps": "pruning steps from the student's widths towards --prune-floor, at most",
@@ -105,6 +105,8 @@ _HELP = {
     "temperature": "distillation temperature T",
     "alpha": "weight of the hard-label loss; 1 - alpha goes to the teacher's soft targets",
     "hint_weight": "weight of layer-wise distillation (projected embeddings, MSE); 0 = off",
+    "false_accept_weight": "weight of non-keyword windows in the hard-label loss (keyword: 1); > 1 penalises false "
+    "accepts more, as train.fit --false-accept-weight",
     "prune_accuracy_drop": "a pruning step is kept only if val accuracy falls by at most this from the unpruned model",
     "prune_auc_drop": "... and val ROC AUC by at most this",
 }
@@ -143,6 +145,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--alpha must be in 0..1, --temperature > 0 and --hint-weight >= 0")
     if not 0.0 <= args.speech_context <= 1.0:
         parser.error(f"--speech-context must be within 0..1, got {args.speech_context}")
+    if args.false_accept_weight <= 0:
+        parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
 
 
 

@@ -21,16 +21,20 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from train.losses import class_weights
+
 
 @dataclass(frozen=True)
 class DistillSettings:
     temperature: float = 4.0
     alpha: float = 0.3  # weight of the hard-label cross-entropy; the rest goes to the teacher's soft targets
     hint_weight: float = 0.0  # weight of the layer-wise (embedding) term; 0 switches it off
+    # Weight of non-keyword windows in the hard-label term (the keyword's is 1): above 1 a false accept costs more.
+    false_accept_weight: float = 1.0
 
     @classmethod
-    def labels_only(cls) -> DistillSettings:
-        return cls(temperature=1.0, alpha=1.0, hint_weight=0.0)
+    def labels_only(cls, false_accept_weight: float = 1.0) -> DistillSettings:
+        return cls(temperature=1.0, alpha=1.0, hint_weight=0.0, false_accept_weight=false_accept_weight)
 
     @property
     def uses_teacher(self) -> bool:
@@ -84,7 +88,8 @@ class DistillationLoss(nn.Module):
         teacher_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         s = self.settings
-        loss = s.alpha * F.cross_entropy(student_logits, labels)
+        loss = s.alpha * F.cross_entropy(student_logits, labels, weight=class_weights(s.false_accept_weight,
+                                                                                   student_logits))
         if s.alpha < 1.0:
             loss = loss + (1.0 - s.alpha) * soft_target_loss(student_logits, teacher_logits, s.temperature)
         if self.projection is not None:
