@@ -67,6 +67,12 @@ def print_compression(report_path: Path, deployed_sha256: str | None) -> None:
     print(f"  accuracy no worse: {'yes' if met['accuracy_no_worse'] else 'NO'}   "
           f"au_fa_fr no worse: {'yes' if met['au_fa_fr_no_worse'] else 'NO'}   "
           f"(table: {report_path.with_suffix('.md')})")
+    spread = report.get("no_worse_uncertainty")
+    if spread:
+        accuracy = spread["accuracy_points"]
+        low, high = accuracy["interval_95"]
+        print(f"  accuracy difference {accuracy['difference']:+.2f} points, 95% interval [{low:+.2f}, {high:+.2f}] "
+              f"({spread['method']})")
 
 
 def main(argv: list[str] | None = None) -> int:
