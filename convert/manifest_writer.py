@@ -88,17 +88,13 @@ def build_manifest(
             "checkpoint_sha256": sha256_of(source.checkpoint),
             "clipset": str(source.clipset),
             # Voice groups the model was trained without (train.fit --leave-out): unseen families in evaluations.
-            **({"leave_out": list(info.data["leave_out"])} if _left_out(info) else {}),
+            **({"leave_out": info.left_out} if info.left_out else {}),
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": package_versions(),
         },
         "metrics": metrics,
         **(extra or {}),
     }
-
-
-def _left_out(info) -> bool:
-    return isinstance(info.data, dict) and bool(info.data.get("leave_out"))
 
 
 def _artifact(path: Path) -> dict:

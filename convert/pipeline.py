@@ -241,9 +241,8 @@ def _load_clipset(path: Path, info: CheckpointInfo) -> ClipSet:
             exit_code=EXIT_BAD_INPUT,
         )
     # Calibrate on what the model was trained on: a family its training left out stays out of int8 ranges too.
-    left_out = info.data.get("leave_out", []) if isinstance(info.data, dict) else []
     try:
-        clipset.leave_out(left_out)
+        clipset.leave_out(info.left_out)
     except ValueError as error:
         raise ConversionError(f"clip set {path}: {error}", exit_code=EXIT_BAD_INPUT) from None
     return clipset

@@ -33,6 +33,11 @@ class CheckpointInfo:
     def keyword_index(self) -> int:
         return self.labels.index(self.keyword)
 
+    @property
+    def left_out(self) -> list[str]:
+        """Voice-group prefixes the model was trained without (`train.fit --leave-out`); empty when none."""
+        return list(self.data.get("leave_out", [])) if isinstance(self.data, dict) else []
+
 
 def save_checkpoint(path: Path, model: torch.nn.Module, info: CheckpointInfo) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint intact."""

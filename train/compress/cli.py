@@ -175,9 +175,8 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
     data = args.data or Path(named)
     say(f"compress: building {args.views} augmented views of {data} with the teacher's outputs on {device.type}")
     # The student leaves out what its teacher left out (train.fit --leave-out), or it would hear that family.
-    leave_out = list(teacher_info.data.get("leave_out", [])) if isinstance(teacher_info.data, dict) else []
     bank = build_bank(data, teacher, args.views, settings.seed, device, speech_context=args.speech_context,
-                      leave_out=leave_out)
+                      leave_out=teacher_info.left_out)
     if (bank.labels, bank.keyword) != (teacher_info.labels, teacher_info.keyword):
         raise ValueError(f"clip set {data} is labelled {bank.labels}, the teacher {teacher_info.labels}")
     say(f"compress: bank ready in {time.monotonic() - started:.0f} s ({sum(len(v) for v in bank.views)} windows)")
