@@ -1,11 +1,23 @@
 """The two offline speech engines: eSpeak NG (ctypes) and Piper (joe voice)."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from edge_runtime.features import FeatureSpec
+from tests.tiny import REPO
 from train.data.clipset import resample, trim_silence
-from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice, english_languages, voice_variants
+from train.data.espeak import (
+    SENTENCE_RANGE_CAPS,
+    EspeakEngine,
+    EspeakParams,
+    EspeakVoice,
+    english_languages,
+    sentence_safe,
+    voice_variants,
+)
 from train.data.piper_voice import PiperEngine, PiperParams
 from train.data.synthetic import Request, synthesize_all
 
@@ -81,6 +93,23 @@ def test_espeak_same_request_in_fresh_processes_gives_identical_audio():
     second = synthesize_all([request], SPEC, seed=0, workers=1, progress=False)[0]
     assert first.dtype == np.int16 and first.size > 0
     assert np.array_equal(first, second)
+
+
+def test_sentences_in_the_variant_that_crashes_the_library_are_spoken_with_a_capped_range():
+    # In a fresh process: with the drawn range (99) this sentence kills the process inside libespeak-ng.
+    code = (
+        "from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice, sentence_safe\n"
+        "voice = EspeakVoice('en-us', 'Demonic')\n"
+        "params = sentence_safe(voice, EspeakParams(rate=200, pitch=16, pitch_range=99, word_gap=3))\n"
+        "audio = EspeakEngine.shared().synthesize('can contain nested compound statements', voice, params)\n"
+        "print(params.pitch_range, audio.size)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    capped, samples = map(int, done.stdout.split())
+    assert capped == SENTENCE_RANGE_CAPS["Demonic"] and samples > SPEC.sample_rate  # over a second of speech
+    untouched = EspeakParams(pitch=16, pitch_range=99)
+    assert sentence_safe(EspeakVoice("en-us", "m2"), untouched) == untouched
 
 
 def test_espeak_rejects_unknown_voices_and_out_of_range_parameters(espeak):

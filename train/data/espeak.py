@@ -12,7 +12,7 @@ shard of work in a fresh process for that reason. Use one `EspeakEngine` per pro
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import cache
 from pathlib import Path
@@ -85,6 +85,20 @@ class EspeakParams:
         ):
             if not low <= value <= high:
                 raise ValueError(f"eSpeak {name} {value} is outside the allowed {low}..{high}")
+
+
+# libespeak-ng (espeakng_loader 0.2.4) crashes the process (SIGSEGV in its wave generator) on some sentences when
+# the "Demonic" variant (base pitch 43 Hz, intonation 10) gets a wide pitch range: measured 2026-11-23, e.g. range
+# 90-100 at pitch 15-50 on "can contain nested compound statements"; range <= 65 never crashed on 300 sentences x 2
+# rates x 3 English voices x pitches 15-85. Long, varied text (the evaluation streams) reaches it; a crash there
+# kills a whole build, so callers that synthesize sentences cap the range for these variants.
+SENTENCE_RANGE_CAPS = {"Demonic": 60}
+
+
+def sentence_safe(voice: EspeakVoice, params: EspeakParams) -> EspeakParams:
+    """`params` with the pitch range capped where `voice`'s variant is known to crash the library on sentences."""
+    cap = SENTENCE_RANGE_CAPS.get(voice.variant)
+    return replace(params, pitch_range=min(params.pitch_range, cap)) if cap is not None else params
 
 
 def _language_code(voice_file: Path) -> str | None:

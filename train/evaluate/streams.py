@@ -33,7 +33,7 @@ from tqdm import tqdm
 from edge_runtime.features import FeatureSpec
 from train.data.augment import babble_noise
 from train.data.clipset import resample, to_int16, trim_silence
-from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice, english_languages
+from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice, english_languages, sentence_safe
 from train.data.piper_voice import PiperParams
 from train.data.synthetic import _rng
 from train.data.vocabulary import normalize_keyword
@@ -189,12 +189,13 @@ class _Speaker:
             language = languages[int(rng.integers(len(languages)))]
             self.voice = EspeakVoice(language, variants[int(rng.integers(len(variants)))])
             self.engine = EspeakEngine.shared()
-            self.params = EspeakParams(
+            drawn = EspeakParams(
                 rate=int(rng.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
                 pitch=int(rng.integers(PITCH[0], PITCH[1] + 1)),
                 pitch_range=int(rng.integers(PITCH_RANGE[0], PITCH_RANGE[1] + 1)),
                 word_gap=int(rng.integers(WORD_GAP[0], WORD_GAP[1] + 1)),
             )
+            self.params = sentence_safe(self.voice, drawn)  # after all draws: the random sequence is unchanged
             self.name = self.voice.group
         self.seed = plan.seed
 
