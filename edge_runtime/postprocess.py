@@ -44,12 +44,24 @@ class StreamDetection:
     score: float
 
 
+def smoothing_outputs(smoothing_seconds: float, output_period_s: float) -> int:
+    """How many outputs the moving average spans."""
+    return max(1, round(smoothing_seconds / output_period_s))
+
+
+def smoothed_track(scores: np.ndarray, smoothing_seconds: float, output_period_s: float) -> np.ndarray:
+    """What a fresh PostProcessor compares with the threshold, for a whole track at once (offline scoring)."""
+    window = smoothing_outputs(smoothing_seconds, output_period_s)
+    joined = np.concatenate([np.zeros(window - 1, np.float32), np.asarray(scores, np.float32)])
+    return np.convolve(joined, np.full(window, 1.0 / window, np.float32), mode="valid") if window > 1 else joined
+
+
 class PostProcessor:
     """Feed it each step's output times and keyword probabilities; it returns the detections they make."""
 
     def __init__(self, policy: DetectionPolicy, output_period_s: float) -> None:
         self.policy = policy
-        self.window = max(1, round(policy.smoothing_seconds / output_period_s))
+        self.window = smoothing_outputs(policy.smoothing_seconds, output_period_s)
         self._kernel = np.full(self.window, 1.0 / self.window, np.float32)
         self._recent = np.zeros(self.window - 1, np.float32)  # the silence the stream is primed with scores ~0
         self._next_allowed_s = -math.inf

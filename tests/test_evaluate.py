@@ -18,7 +18,17 @@ from train.evaluate.calibrate import write_threshold
 from train.evaluate.detectors import ScoreTrack, WindowDetector
 from train.evaluate.peer import PocketSphinxSpotter
 from train.evaluate.scenes import Scene, render
-from train.evaluate.scoring import MAX_FA_PER_HOUR, Curve, Scored, found_keywords, sweep, threshold_for
+from train.evaluate.scoring import (
+    MAX_FA_PER_HOUR,
+    PEAK_MARGIN,
+    Curve,
+    Scored,
+    candidate_thresholds,
+    found_keywords,
+    peak_thresholds,
+    sweep,
+    threshold_for,
+)
 from train.evaluate.streams import StreamConfig, StreamPlan, plan_streams
 from train.evaluate.text import TextSource, mentions_keyword
 
@@ -115,6 +125,34 @@ def test_the_sweep_stops_once_false_accepts_are_past_any_use():
     assert curve.thresholds[-1] == 1.0 and np.all(np.diff(curve.thresholds) > 0)
 
 
+def test_thresholds_sit_just_above_each_negative_peak_where_quantiles_leave_a_gap():
+    assert peak_thresholds([np.array([0.1, 0.7, 0.2, 0.5, 0.5, 0.1])]).tolist() == pytest.approx(
+        [0.5 + PEAK_MARGIN, 0.7 + PEAK_MARGIN, 1.0]
+    )
+    # An hour of negatives scoring ~0 except ten false peaks at 0.80, 0.82, ... 0.98; keywords peaking at 0.75-0.99.
+    rng = np.random.default_rng(0)
+    negative_scores = rng.uniform(0.0, 0.01, 72_000)
+    negative_scores[np.arange(10) * 7000 + 100] = 0.80 + 0.02 * np.arange(10)
+    keyword_peaks = np.linspace(0.75, 0.99, 25)
+    times = np.arange(negative_scores.size) * 0.05
+
+    def detect_negative(threshold):
+        return times[negative_scores >= threshold]
+
+    positive = [
+        Scored(lambda t, p=p: np.array([1.2]) if p >= t else np.array([]), 10.0, [(1.0, 1.1)]) for p in keyword_peaks
+    ]
+    negative = [Scored(detect_negative, 3600.0)]
+    coarse = candidate_thresholds([negative_scores, keyword_peaks])
+    fine = candidate_thresholds([negative_scores, keyword_peaks], [negative_scores])
+    assert np.isin(peak_thresholds([negative_scores]), fine).all()
+    # At 3 FA/h the best threshold excludes all but the three highest false peaks: just above 0.92.
+    best = threshold_for(sweep(positive, negative, fine, 1.0), 3.0)
+    assert best.threshold == pytest.approx(0.92 + PEAK_MARGIN) and best.false_accepts == 3
+    assert best.frr == pytest.approx(np.mean(keyword_peaks < best.threshold))
+    assert threshold_for(sweep(positive, negative, coarse, 1.0), 3.0).frr > best.frr  # quantiles miss it
+
+
 def make_curve(fa_per_hour: list[float], hours: float = 10.0) -> Curve:
     n = len(fa_per_hour)
     fa = np.array(fa_per_hour)
@@ -190,8 +228,13 @@ def test_cli_bad_input_is_one_error_line(tmp_path):
 def test_the_report_says_which_voice_groups_the_model_never_heard():
     from train.evaluate.report import markdown
 
-    report = {"keyword": "sheila", "bundle": "b", "detector": "streaming", "systems": {},
-              "streams": {"positives": 8, "positive_hours": 0.1, "negative_hours": 1.0}}
+    report = {
+        "keyword": "sheila",
+        "bundle": "b",
+        "detector": "streaming",
+        "systems": {},
+        "streams": {"positives": 8, "positive_hours": 0.1, "negative_hours": 1.0},
+    }
     assert "trained without" not in markdown(report)
     text = markdown({**report, "trained_without": ["piper"]})
     assert "trained without the voice groups piper (`--leave-out`)" in text

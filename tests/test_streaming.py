@@ -23,7 +23,7 @@ from edge_runtime.detector import KeywordScorer
 from edge_runtime.features import LogMelFrontEnd
 from edge_runtime.interpreter import TfliteModel
 from edge_runtime.manifest import load_bundle
-from edge_runtime.postprocess import DetectionPolicy, PostProcessor
+from edge_runtime.postprocess import DetectionPolicy, PostProcessor, smoothed_track
 from edge_runtime.stream_manifest import load_stream_bundle
 from edge_runtime.streaming import StreamingFrontEnd, StreamingScorer
 from tests.tiny import LABELS, SPEC, TINY_CONFIGS, keyword_sound, other_sound, shared_dscnn_bundle
@@ -244,6 +244,20 @@ def test_postprocessing_fires_once_per_rise_and_respects_the_refractory_period()
     blip = np.zeros(20, np.float32)
     blip[5:7] = 1.0
     assert smoothing.update(times[:20], blip) == []
+
+
+def test_the_offline_smoothed_track_is_what_the_post_processor_thresholds():
+    period, rng = 0.05, np.random.default_rng(3)
+    scores = rng.uniform(0, 1, 400).astype(np.float32)
+    times = (np.arange(scores.size) + 1) * period
+    smoothed = smoothed_track(scores, 0.1, period)
+    assert smoothed.shape == scores.shape and smoothed[0] == pytest.approx(scores[0] / 2)  # primed with silence
+    for threshold in (0.3, 0.6, 0.85):
+        post = PostProcessor(DetectionPolicy(threshold, refractory_seconds=0.0, smoothing_seconds=0.1), period)
+        fired = [d.time_s for d in post.update(times[:150], scores[:150]) + post.update(times[150:], scores[150:])]
+        above = smoothed >= threshold
+        rises = above & ~np.concatenate([[False], above[:-1]])
+        assert fired == pytest.approx(times[rises].tolist())
 
 
 def test_a_bundle_whose_int8_step_fails_the_agreement_check_streams_in_float32(tmp_path, bundle, audio):

@@ -151,7 +151,8 @@ def run(args) -> int:
         return Scored(lambda t, tr=track: detector.detect(tr, t), stream.seconds, stream.keyword_spans, stream.family)
 
     ours_pos, ours_neg = [ours(s) for s in positives], [ours(s) for s in negatives]
-    curve = sweep(ours_pos, ours_neg, candidate_thresholds([t.scores for t in tracks]), hit_after)
+    negative_values = [detector.decision_values(by_index[s.index]) for s in negatives]
+    curve = sweep(ours_pos, ours_neg, candidate_thresholds([t.scores for t in tracks], negative_values), hit_after)
     clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()))
     audio_seconds = sum(s.seconds for s in streams)
     our_name = f"ours ({manifest['model'].get('architecture', '?')} {detector.precision}, {detector.name} detector)"

@@ -27,7 +27,8 @@ class ScoreTrack:
 
 class WindowDetector:
     """The deployed int8 window model, scanned with the bundle's hop and refractory period. Every detector has
-    `spec` (FeatureSpec), `keyword`, `manifest` (dict), `score(audio)` and `detect(track, threshold)`."""
+    `spec` (FeatureSpec), `keyword`, `manifest` (dict), `score(audio)`, `decision_values(track)` and
+    `detect(track, threshold)`."""
 
     name = "window"
     precision = "int8"  # the bundle's window model is always the full-int8 TFLite
@@ -42,6 +43,10 @@ class WindowDetector:
     def score(self, audio: np.ndarray) -> ScoreTrack:
         windows = self.scorer.window_scores(audio)
         return ScoreTrack(windows.times_s, windows.scores)
+
+    def decision_values(self, track: ScoreTrack) -> np.ndarray:
+        """What the threshold is compared with: the window scores themselves."""
+        return track.scores
 
     def detect(self, track: ScoreTrack, threshold: float) -> np.ndarray:
         """Detection times at `threshold`. Windows below the threshold can neither start a detection nor move a
@@ -77,6 +82,12 @@ class StreamingDetector:
         if not steps:
             return ScoreTrack(np.zeros(0), np.zeros(0, np.float32))
         return ScoreTrack(np.concatenate([s.times_s for s in steps]), np.concatenate([s.scores for s in steps]))
+
+    def decision_values(self, track: ScoreTrack) -> np.ndarray:
+        """What the threshold is compared with: the smoothed probability."""
+        from edge_runtime.postprocess import smoothed_track
+
+        return smoothed_track(track.scores, self.smoothing_seconds, self.output_period)
 
     def detect(self, track: ScoreTrack, threshold: float) -> np.ndarray:
         from edge_runtime.postprocess import DetectionPolicy, PostProcessor
