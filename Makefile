@@ -22,6 +22,10 @@ LEAVE_OUT ?=
 # Weight of non-keyword windows in the training loss, the keyword's being 1 (teacher and student); > 1 penalises
 # false accepts more.
 FA_WEIGHT ?= 1
+# What picks the student's best epoch: windows (val ROC AUC, then accuracy) or streams (mean FRR at the SELECT_FA
+# rates on 2 h of long val audio from the held-out val voices, built once into $(CACHE); docs/quality.md).
+SELECT_ON ?= windows
+SELECT_FA ?= 1,2,3,5,10
 FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --false-accept-weight $(FA_WEIGHT) \
 	$(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
 OUT ?= artifacts
@@ -78,6 +82,8 @@ help:
 	@echo "  SPEECH_CONTEXT=$(SPEECH_CONTEXT)   share of training windows with other speech around the word (0 = off)"
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
+	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio)"
+	@echo "  SELECT_FA=$(SELECT_FA)   with SELECT_ON=streams: false accepts per hour whose FRRs are averaged"
 
 # ---- environments ----
 venvs: $(TRAIN_VENV)/.installed $(EDGE_VENV)/.installed
@@ -135,7 +141,8 @@ train: $(TRAIN_VENV)/.installed
 compress: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/train/$(TEACHER)/best.pt || { echo "error: no teacher checkpoint $(OUT)/train/$(TEACHER)/best.pt; run 'make train' first" >&2; exit 1; }
 	$(TRAIN_ENV) $(TPY) -m train.compress --teacher $(OUT)/train/$(TEACHER)/best.pt --data "$$(cat $(OUT)/data_path.txt)" \
-		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --false-accept-weight $(FA_WEIGHT) --out $(OUT)/compression
+		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --false-accept-weight $(FA_WEIGHT) \
+		--select-on $(SELECT_ON) --select-fa-per-hour $(SELECT_FA) --cache-root $(CACHE) --out $(OUT)/compression
 
 convert: $(TRAIN_VENV)/.installed
 	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge

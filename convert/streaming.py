@@ -52,10 +52,10 @@ STREAM_INT8_FILE, STREAM_FLOAT32_FILE, STREAM_ONNX_FILE = (
     "model_stream_float32.tflite",
     "model_stream.onnx",
 )
-# Outputs per interpreter call: 5 stem outputs = 10 feature frames = 100 ms of audio per call, the window
-# detector's default hop. More amortises the per-call cost further and adds latency.
+# Outputs per interpreter call: 5 outputs = 5 x the stem stride in feature frames (the default student's stride 5:
+# 25 frames, 250 ms of audio per call). More amortises the per-call cost further and adds latency.
 DEFAULT_OUTPUTS_PER_STEP = 5
-DEFAULT_SMOOTHING_SECONDS = 0.1  # moving average of the keyword probability over this span (5 outputs of 20 ms)
+DEFAULT_SMOOTHING_SECONDS = 0.1  # moving average of the keyword probability over this span (2 outputs of 50 ms)
 MAX_CALIBRATION_PAIRS = 1000
 MAX_CHECK_WINDOWS = 60  # test windows chained into the check stream (each adds frames_per_clip frames)
 CALIBRATION_SEED = 0

@@ -28,6 +28,7 @@ from train.compress.fold import fold_dscnn
 from train.compress.prune import crnn_config, prune_step, site_widths_of, width_schedule
 from train.compress.separable import PRUNE_FLOOR, STUDENT, dscnn_config
 from train.compress.trainer import Trained, TrainSettings, keyword_scores, train_student
+from train.evaluate.selection import ValStreams
 from train.metrics import accuracy_threshold, detection_metrics
 from train.models import build_model
 from train.models.crnn import CRNN
@@ -114,8 +115,10 @@ def run_chain(
     device: torch.device,
     say: Callable[[str], None],
     label: str = "chain",
+    streams: ValStreams | None = None,
 ) -> list[Stage]:
-    """Apply `methods` in chain order; returns the stages (the last is what the chain ends with)."""
+    """Apply `methods` in chain order; returns the stages (the last is what the chain ends with). With `streams`,
+    every DS-CNN training picks its epoch on them (`train.evaluate.selection`)."""
     distill = settings.distillation(methods)
     stages: list[Stage] = []
 
@@ -131,7 +134,7 @@ def run_chain(
         torch.manual_seed(settings.seed)
         model = build_model("dscnn", bank.spec.n_mels, len(bank.labels), **settings.student)
         epochs = settings.training(settings.student_epochs)
-        trained = train_student(model, bank, distill, epochs, device, f"{label} dscnn")
+        trained = train_student(model, bank, distill, epochs, device, f"{label} dscnn", streams)
         how = "distilled from the teacher" if "distill" in methods else "trained on labels only"
         record(f"DS-CNN {site_widths_of(trained.model)}, {how}", TORCH_FP32, trained.model, started, trained)
     elif "prune" in methods:
@@ -149,7 +152,7 @@ def run_chain(
     if "prune" in methods:
         started = time.monotonic()
         before = site_widths_of(trained.model)
-        trained, kept, rejected = _prune(trained, bank, settings, distill, device, label, say)
+        trained, kept, rejected = _prune(trained, bank, settings, distill, device, label, say, streams)
         if rejected is not None:  # the frontier: what the first step that was not kept would have cost
             candidate, step, why = rejected
             record(f"pruning step {step} to {site_widths_of(candidate.model)} (not kept)", TORCH_FP32,
@@ -162,7 +165,7 @@ def run_chain(
         started = time.monotonic()
         if isinstance(trained.model, CausalDSCNN):
             folded, _ = fold_dscnn(trained.model, bank.spec.frames_per_clip)
-            same = Trained(folded, trained.threshold, trained.val, trained.best_epoch)
+            same = Trained(folded, trained.threshold, trained.val, trained.best_epoch, val_streams=trained.val_streams)
             record("BatchNorms folded (deployment form, fp32)", TORCH_FP32, folded, started, same,
                    note="quantized to int8 by python -m convert")
         else:
@@ -189,7 +192,7 @@ def prune_floor_widths(model: nn.Module, settings: ChainSettings) -> list[int]:
     return [min(f, w) for f, w in zip(floor, site_widths_of(model), strict=True)]
 
 
-def _prune(trained: Trained, bank, settings: ChainSettings, distill, device, label, say):
+def _prune(trained: Trained, bank, settings: ChainSettings, distill, device, label, say, streams=None):
     """Prune step by step towards the floor, fine-tuning after each step, while val quality holds. Returns the last
     kept model, the number of steps kept and the first rejected step (candidate, step, reason) or None."""
     reference, model = trained.val, trained.model
@@ -203,7 +206,7 @@ def _prune(trained: Trained, bank, settings: ChainSettings, distill, device, lab
         candidate, _ = prune_step(trained.model, widths, bank, device)
         say(f"{label}: pruning step {step}/{len(schedule)} -> widths {widths}, fine-tuning {epochs} epochs")
         candidate = train_student(candidate, bank, distill, settings.training(epochs, fine_tune=True), device,
-                                  f"{label} prune {step}")
+                                  f"{label} prune {step}", streams)
         drop_accuracy = reference["accuracy"] - candidate.val["accuracy"]
         drop_auc = reference["roc_auc"] - candidate.val["roc_auc"]
         if drop_accuracy > settings.prune_accuracy_drop or drop_auc > settings.prune_auc_drop:
@@ -227,7 +230,8 @@ def _info(bank: Bank, model: nn.Module, trained: Trained) -> CheckpointInfo:
         labels=list(bank.labels),
         keyword=bank.keyword,
         threshold=trained.threshold,
-        metrics={"val": trained.val} if trained.val else {},
+        metrics={**({"val": trained.val} if trained.val else {}),
+                 **({"val_streams": trained.val_streams} if trained.val_streams else {})},
         data=bank.data_info(),
         epoch=trained.best_epoch,
     )

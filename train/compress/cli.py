@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -23,6 +24,7 @@ from train.compress.chain import METHODS, ChainSettings, Stage, parse_methods, r
 from train.compress.macs import count_macs
 from train.compress.prune import crnn_config
 from train.compress.separable import site_widths
+from train.evaluate.selection import StreamSelection, load_val_streams
 from train.fit import pick_device
 from train.models import build_model, count_parameters
 from train.models.crnn import CRNN
@@ -30,6 +32,9 @@ from train.models.crnn import CRNN
 STAGES_FILE, STUDENT_FILE, MODELS_DIR = "stages.json", "student.pt", "models"
 STAGES_FORMAT = "kws-compression-stages/1"
 DEFAULT_VIEWS = 6
+SELECT_ON = ("windows", "streams")
+DEFAULT_SELECT_ON = "windows"
+SELECTION = StreamSelection()
 
 
 def say(message: str) -> None:
@@ -85,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speech-context", type=float, default=0.0, metavar="P",
                         help="share of the views' windows with other speech before and after the word, as "
                              "`train.fit --speech-context` (0 = off)")
+    parser.add_argument(
+        "--select-on", choices=SELECT_ON, default=DEFAULT_SELECT_ON,
+        help="what picks each DS-CNN training's best epoch: 'windows' (val ROC AUC, then accuracy, on the centred "
+             "val windows) or 'streams' (first the mean false-reject rate at --select-fa-per-hour on long val "
+             "streams from the held-out val voices, built once and cached under --cache-root, among the epochs "
+             "after --select-from of the schedule; train.evaluate.selection, docs/quality.md)")
+    parser.add_argument("--select-fa-per-hour", type=_rates, default=SELECTION.fa_per_hour, metavar="R1,R2,...",
+                        help="with --select-on streams: the false-accept rates whose FRRs are averaged "
+                             f"(default: {','.join(f'{r:g}' for r in SELECTION.fa_per_hour)})")
+    parser.add_argument("--select-from", type=float, default=SELECTION.from_share,
+                        help="with --select-on streams: share of each training's epochs that are not candidates "
+                             "(the early, high-learning-rate part of the schedule)")
+    parser.add_argument("--val-stream-hours", type=float, default=SELECTION.negative_hours,
+                        help="with --select-on streams: hours of val audio without the keyword (resolves down to "
+                             "1/hours FA/h)")
+    parser.add_argument("--cache-root", type=Path, default=SELECTION.cache_root,
+                        help="with --select-on streams: where the val streams are cached")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for augmentation, order and weights")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto picks CUDA if present")
     return parser
@@ -147,6 +169,26 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--speech-context must be within 0..1, got {args.speech_context}")
     if args.false_accept_weight <= 0:
         parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
+    if args.select_on == "streams":
+        try:
+            stream_selection(args)
+        except ValueError as error:
+            parser.error(str(error))
+
+
+def stream_selection(args: argparse.Namespace) -> StreamSelection:
+    return StreamSelection(fa_per_hour=args.select_fa_per_hour, negative_hours=args.val_stream_hours,
+                           from_share=args.select_from, cache_root=args.cache_root)
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, e.g. 1,2,5; got {text!r}") from None
+    if not rates:
+        raise argparse.ArgumentTypeError("expected at least one false-accept rate")
+    return rates
 
 
 
@@ -173,6 +215,15 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
     if args.data is None and not named:
         raise ValueError(f"the teacher {args.teacher} names no clip set; pass --data")
     data = args.data or Path(named)
+    streams = None
+    if args.select_on == "streams":  # first: a clip set without val voices is refused before minutes of work
+        selection = stream_selection(args)
+        rates = "/".join(f"{rate:g}" for rate in selection.fa_per_hour)
+        say(f"compress: val streams ({selection.negative_hours:g} h without the keyword, {selection.positives} "
+            f"keywords; built once, cached under {selection.cache_root}) pick each DS-CNN's epoch by its mean FRR "
+            f"at {rates} FA/h, from {selection.from_share:.0%} of the schedule on")
+        streams = load_val_streams(data, teacher_info.feature_spec, selection, teacher_info.left_out,
+                                   workers=os.cpu_count() or 1)
     say(f"compress: building {args.views} augmented views of {data} with the teacher's outputs on {device.type}")
     # The student leaves out what its teacher left out (train.fit --leave-out), or it would hear that family.
     bank = build_bank(data, teacher, args.views, settings.seed, device, speech_context=args.speech_context,
@@ -186,7 +237,8 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
         runs += [(f"{method} alone", (method,)) for method in METHODS if (method,) != methods]
     stages: list[tuple[str, Stage]] = []
     for label, chain_methods in runs:
-        for stage in run_chain(chain_methods, teacher.cpu(), teacher_info, bank, settings, device, say, label):
+        for stage in run_chain(chain_methods, teacher.cpu(), teacher_info, bank, settings, device, say, label,
+                               streams):
             stages.append((label, stage))
     chain_stages = [stage for label, stage in stages if label == "chain"]
     if not chain_stages:
@@ -251,7 +303,9 @@ def write_outputs(args, methods, settings, frames, teacher_info, stages, final: 
         "student": str(out / STUDENT_FILE),
         "final": final_row["name"],
         "final_kind": final.kind,
-        "settings": {**{f.name: getattr(settings, f.name) for f in fields(ChainSettings)}, "views": args.views},
+        "settings": {**{f.name: getattr(settings, f.name) for f in fields(ChainSettings)}, "views": args.views,
+                     "select_on": args.select_on,
+                     **({"selection": stream_selection(args).to_dict()} if args.select_on == "streams" else {})},
         "device": str(pick_device(args.device)),
         "seconds": round(seconds, 1),
         "stages": rows,

@@ -2,7 +2,9 @@
 
 AdamW with a one-cycle schedule, one bank view per epoch (cycled), validation on the centred val windows after each
 epoch; the best epoch (by val ROC AUC, then accuracy) is kept and the decision threshold is chosen on val, as in
-`train.fit`.
+`train.fit`. Given val streams (`train.evaluate.selection`), a DS-CNN's epochs are ranked first by the false-reject
+rate on them (the mean over a few false-accept rates), among the epochs of the schedule's later part: long audio,
+scored as the streaming detector scores it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from tqdm import tqdm
 
 from train.compress.bank import Bank, Windows
 from train.compress.distill import DistillationLoss, DistillSettings, captured_embedding
+from train.evaluate.selection import ValStreams
 from train.metrics import accuracy_threshold, detection_metrics
+from train.models.dscnn import CausalDSCNN
 from train.spec_augment import SpecAugment
 
 
@@ -37,6 +41,7 @@ class Trained:
     val: dict
     best_epoch: int
     history: list[dict] = field(default_factory=list)
+    val_streams: dict | None = None  # the best epoch on the val streams, when they chose it
 
 
 @torch.no_grad()
@@ -71,9 +76,11 @@ def train_student(
     settings: TrainSettings,
     device: torch.device,
     desc: str,
+    streams: ValStreams | None = None,
 ) -> Trained:
-    """Train `model` (in place, then restored to its best epoch: val ROC AUC, then accuracy, then val loss) and return
-    it with its val threshold."""
+    """Train `model` (in place, then restored to its best epoch: val ROC AUC, then accuracy, then val loss; with
+    `streams` and a DS-CNN, only epochs from the selection's share of the schedule on, by their mean FRR on the
+    streams first) and return it with its val threshold."""
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     model = model.to(device)
@@ -84,7 +91,8 @@ def train_student(
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     steps = [-(-len(bank.views[e % len(bank.views)]) // settings.batch_size) for e in range(settings.epochs)]
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=sum(steps))
-    best_key, best_state, best_epoch, history = None, None, 0, []
+    best_key, best_state, best_epoch, history, best_streams, quality = None, None, 0, [], None, None
+    streams = streams if isinstance(model, CausalDSCNN) else None  # a CRNN has no one-pass stream scoring
 
     for epoch in range(settings.epochs):
         view = bank.views[epoch % len(bank.views)]
@@ -119,11 +127,19 @@ def train_student(
         val_loss = log_loss(scores, bank.val.labels == 1)
         history.append({"epoch": epoch + 1, "loss": total / seen, "val_loss": val_loss, **_prefixed(val)})
         key = (val["roc_auc"], val["accuracy"], -val_loss)
+        if streams is not None:  # candidates only from the selection's share of the schedule on, ranked first
+            candidate = epoch + 1 >= streams.selection.first_candidate(settings.epochs)
+            quality = streams.measure(model, bank.keyword_index, device) if candidate else None
+            if quality is not None:
+                history[-1]["val_stream_mean_frr"] = quality.mean_frr
+            key = (candidate, -quality.mean_frr if quality is not None else 0.0, *key)
         if best_key is None or key > best_key:
             best_key, best_epoch = key, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
+            best_streams = quality.to_dict() if quality is not None else None
     model.load_state_dict(best_state)
     model.eval()
     scores = keyword_scores(model, bank.val, device)
     threshold = accuracy_threshold(scores, bank.val.labels == 1)
-    return Trained(model, threshold, detection_metrics(scores, bank.val.labels == 1, threshold), best_epoch, history)
+    val = detection_metrics(scores, bank.val.labels == 1, threshold)
+    return Trained(model, threshold, val, best_epoch, history, best_streams)

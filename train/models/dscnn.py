@@ -75,6 +75,7 @@ class CausalDSCNN(nn.Module):
         if stem_average and not stem_filter:
             raise ValueError("stem_average fixes the stem filter's taps to a moving average; it needs stem_filter > 0")
         self.stem_average = stem_average
+        self.stem_stride = stem_stride  # input frames per output frame
         self.stem_filter = (
             nn.Sequential(
                 nn.Conv1d(n_mels, n_mels, stem_filter, stride=stem_stride, groups=n_mels, bias=folded),
@@ -111,6 +112,20 @@ class CausalDSCNN(nn.Module):
         """Stem filter (if any) and stem: the layers from normalised features to the first block's input."""
         return nn.Sequential(self.stem_filter, self.stem)
 
+    def frame_outputs(self, features: torch.Tensor) -> torch.Tensor:
+        """[batch, frames, n_mels] -> the last block's output frames, [batch, channels, frames'] (one per stride)."""
+        return self.blocks(self.stem(self.stem_filter(self.input_norm(features.transpose(1, 2)))))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(self.stem_filter(self.input_norm(features.transpose(1, 2)))))
-        return self.classifier(x.mean(dim=2))
+        return self.classifier(self.frame_outputs(features).mean(dim=2))
+
+    def sliding_logits(self, features: torch.Tensor, window_frames: int) -> torch.Tensor:
+        """Logits of every `window_frames` window of a long [1, frames, n_mels] input that starts on a multiple of
+        the stem stride, [windows, num_classes], in one pass: as the streaming model scores a stream. Exact,
+        because no layer pads time: the window starting at frame i * stride owns output frames i..i + n - 1."""
+        if features.shape[1] < window_frames:
+            return features.new_zeros((0, self.classifier.out_features))
+        per_window = self.frame_outputs(features[:1, :window_frames]).shape[2]
+        frames = self.frame_outputs(features[:1])
+        means = nn.functional.avg_pool1d(frames, per_window, stride=1)
+        return self.classifier(means[0].transpose(0, 1))
