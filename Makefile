@@ -22,8 +22,9 @@ LEAVE_OUT ?=
 # Weight of non-keyword windows in the training loss, the keyword's being 1 (teacher and student); > 1 penalises
 # false accepts more.
 FA_WEIGHT ?= 1
-# What picks the student's best epoch: windows (val ROC AUC, then accuracy) or streams (mean FRR at the SELECT_FA
-# rates on 2 h of long val audio from the held-out val voices, built once into $(CACHE); docs/quality.md).
+# What picks the student's best epoch: windows (val ROC AUC, then accuracy), streams (mean FRR at the SELECT_FA
+# rates on 2 h of long val audio from the held-out val voices, built once into $(CACHE); docs/quality.md) or auto
+# (streams for synthetic data, else windows).
 SELECT_ON ?= windows
 SELECT_FA ?= 1,2,3,5,10
 FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --false-accept-weight $(FA_WEIGHT) \
@@ -82,7 +83,7 @@ help:
 	@echo "  SPEECH_CONTEXT=$(SPEECH_CONTEXT)   share of training windows with other speech around the word (0 = off)"
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
-	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio)"
+	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio) | auto"
 	@echo "  SELECT_FA=$(SELECT_FA)   with SELECT_ON=streams: false accepts per hour whose FRRs are averaged"
 
 # ---- environments ----

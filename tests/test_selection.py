@@ -100,7 +100,7 @@ def test_val_streams_use_the_val_voices_and_honour_what_training_left_out():
     assert config.negative_hours == 2.0 and config.piper_positive_share > 0
     without_piper = val_stream_config(clips, StreamSelection(), ["piper"])
     assert without_piper.piper_positive_share == 0 and without_piper.piper_negative_hours == 0
-    with pytest.raises(ValueError, match="select on windows"):
+    with pytest.raises(ValueError, match="takes eSpeak out of training"):
         val_stream_config(clips, StreamSelection(), ["espeak:en-gb"])
     with pytest.raises(ValueError, match="no held-out val voices"):
         val_stream_config(SimpleNamespace(folder="clips", meta={"keyword": "sheila"}), StreamSelection(), [])
@@ -165,3 +165,14 @@ def test_compress_refuses_stream_selection_it_cannot_do_in_one_line(tiny, capsys
     assert cli.main([*base, "--views", "1", "--student-epochs", "1"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert error[-1].startswith("error:") and "no held-out val voices" in error[-1]
+
+
+def test_auto_selection_falls_back_to_windows_where_there_are_no_val_voices(tiny, capsys):  # noqa: F811
+    out = tiny["root"] / "auto"
+    arguments = ["--teacher", str(tiny["teacher_path"]), "--out", str(out), "--no-ablation", "--views", "1",
+                 "--student", json.dumps(TINY_WIDE), "--prune-floor", "[8, 6, 6]", "--student-epochs", "2",
+                 "--prune-steps", "1", "--prune-epochs", "1"]  # fmt: skip
+    assert cli.main([*arguments, "--select-on", "auto"]) == 0
+    assert "epochs picked on val windows (the clip set lists no held-out val voices" in capsys.readouterr().err
+    stages = json.loads((out / "stages.json").read_text())
+    assert stages["settings"]["select_on"] == "windows" and "selection" not in stages["settings"]

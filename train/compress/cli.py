@@ -24,7 +24,8 @@ from train.compress.chain import METHODS, ChainSettings, Stage, parse_methods, r
 from train.compress.macs import count_macs
 from train.compress.prune import crnn_config
 from train.compress.separable import site_widths
-from train.evaluate.selection import StreamSelection, load_val_streams
+from train.data.clipset import META_FILE
+from train.evaluate.selection import StreamSelection, load_val_streams, why_not_streams
 from train.fit import pick_device
 from train.models import build_model, count_parameters
 from train.models.crnn import CRNN
@@ -32,8 +33,8 @@ from train.models.crnn import CRNN
 STAGES_FILE, STUDENT_FILE, MODELS_DIR = "stages.json", "student.pt", "models"
 STAGES_FORMAT = "kws-compression-stages/1"
 DEFAULT_VIEWS = 6
-SELECT_ON = ("windows", "streams")
-DEFAULT_SELECT_ON = "windows"
+SELECT_ON = ("auto", "streams", "windows")
+DEFAULT_SELECT_ON = "windows"  # streams did not beat it beyond the noise (docs/quality.md)
 SELECTION = StreamSelection()
 
 
@@ -93,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--select-on", choices=SELECT_ON, default=DEFAULT_SELECT_ON,
         help="what picks each DS-CNN training's best epoch: 'windows' (val ROC AUC, then accuracy, on the centred "
-             "val windows) or 'streams' (first the mean false-reject rate at --select-fa-per-hour on long val "
+             "val windows), 'streams' (first the mean false-reject rate at --select-fa-per-hour on long val "
              "streams from the held-out val voices, built once and cached under --cache-root, among the epochs "
-             "after --select-from of the schedule; train.evaluate.selection, docs/quality.md)")
+             "after --select-from of the schedule; train.evaluate.selection, docs/quality.md) or 'auto' (streams "
+             "where the clip set has held-out val voices, i.e. synthetic data, and training kept eSpeak; else "
+             "windows)")
     parser.add_argument("--select-fa-per-hour", type=_rates, default=SELECTION.fa_per_hour, metavar="R1,R2,...",
                         help="with --select-on streams: the false-accept rates whose FRRs are averaged "
                              f"(default: {','.join(f'{r:g}' for r in SELECTION.fa_per_hour)})")
@@ -169,7 +172,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--speech-context must be within 0..1, got {args.speech_context}")
     if args.false_accept_weight <= 0:
         parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
-    if args.select_on == "streams":
+    if args.select_on != "windows":
         try:
             stream_selection(args)
         except ValueError as error:
@@ -215,8 +218,13 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
     if args.data is None and not named:
         raise ValueError(f"the teacher {args.teacher} names no clip set; pass --data")
     data = args.data or Path(named)
-    streams = None
-    if args.select_on == "streams":  # first: a clip set without val voices is refused before minutes of work
+    streams, select_on = None, args.select_on
+    if select_on == "auto":
+        reason = why_not_streams(_meta(data), teacher_info.left_out)
+        select_on = "windows" if reason else "streams"
+        if reason:
+            say(f"compress: epochs picked on val windows ({reason})")
+    if select_on == "streams":  # first: a clip set without val voices is refused before minutes of work
         selection = stream_selection(args)
         rates = "/".join(f"{rate:g}" for rate in selection.fa_per_hour)
         say(f"compress: val streams ({selection.negative_hours:g} h without the keyword, {selection.positives} "
@@ -243,6 +251,7 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
     chain_stages = [stage for label, stage in stages if label == "chain"]
     if not chain_stages:
         raise ValueError(f"methods {','.join(methods)} leave the teacher unchanged; nothing to write")
+    args.select_on = select_on  # what was used, for stages.json
     write_outputs(args, methods, settings, bank.spec.frames_per_clip, teacher_info, stages, chain_stages[-1],
                   time.monotonic() - started)
     return 0
@@ -319,6 +328,13 @@ def write_outputs(args, methods, settings, frames, teacher_info, stages, final: 
     print(f"final student: {out / STUDENT_FILE} ({final.name}); next: python -m convert --checkpoint "
           f"{out / STUDENT_FILE} --out BUNDLE, then python -m train.compress.report --compression {out} "
           "--bundle BUNDLE")
+
+
+def _meta(clipset: Path) -> dict:
+    try:
+        return json.loads((Path(clipset) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{clipset} is not a clip set ({error})") from None
 
 
 def _slug(text: str) -> str:

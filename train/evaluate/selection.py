@@ -1,4 +1,4 @@
-"""Choosing checkpoints on long audio: the false-reject rate at a false-accept rate on val streams.
+"""Choosing checkpoints on long audio: the mean false-reject rate at a few false-accept rates on val streams.
 
 `make eval` scores the deployed model on long test streams; this module lets training pick its epoch on the same
 kind of measurement without touching them. The val streams are built like the evaluation streams (`streams.py`)
@@ -29,8 +29,6 @@ from train.evaluate.streams import Stream, StreamConfig, build_streams, load_str
 from train.models.dscnn import CausalDSCNN
 
 VAL_STREAM_SEED = 1717  # not the evaluation's (2024): other texts, scenes and voices' settings
-
-
 DEFAULT_FA_PER_HOUR = (1.0, 2.0, 3.0, 5.0, 10.0)
 
 
@@ -94,18 +92,20 @@ class StreamQuality:
         }
 
 
-def val_stream_config(clips: ClipSet, selection: StreamSelection, leave_out: list[str]) -> StreamConfig:
-    variants = clips.meta.get("held_out", {}).get("val", {}).get("espeak_variants")
-    if not variants:
-        raise ValueError(
-            f"clip set {clips.folder} lists no held-out val voices (meta.json held_out.val.espeak_variants); "
-            "selection on streams needs a synthetic clip set (use --select-on windows)"
-        )
+def why_not_streams(meta: dict, leave_out: list[str]) -> str | None:
+    """Why a clip set (its meta.json) cannot give val streams for this training, or None when it can."""
+    if not meta.get("held_out", {}).get("val", {}).get("espeak_variants"):
+        return "the clip set lists no held-out val voices (meta.json held_out.val.espeak_variants): it is not synthetic"
     if any(prefix.startswith("espeak") for prefix in leave_out):
-        raise ValueError(
-            f"--leave-out {' '.join(leave_out)} takes eSpeak out of training, but the val streams are eSpeak "
-            "voices: select on windows (--select-on windows) for this run"
-        )
+        return f"--leave-out {' '.join(leave_out)} takes eSpeak out of training, and the val streams are eSpeak voices"
+    return None
+
+
+def val_stream_config(clips: ClipSet, selection: StreamSelection, leave_out: list[str]) -> StreamConfig:
+    reason = why_not_streams(clips.meta, leave_out)
+    if reason is not None:
+        raise ValueError(f"cannot pick epochs on val streams of {clips.folder}: {reason}; use --select-on windows")
+    variants = clips.meta["held_out"]["val"]["espeak_variants"]
     without_piper = any(prefix.startswith("piper") for prefix in leave_out)
     hours = selection.negative_hours
     return StreamConfig(
