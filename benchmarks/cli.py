@@ -24,6 +24,7 @@ from pathlib import Path
 from benchmarks.macs import source_checkpoint, streaming_macs, window_macs
 from benchmarks.measure import ONNXRUNTIME_PROVIDERS
 from benchmarks.report import PEER_ROW, build_report, peer_exponent, write_report
+from edge_runtime.cli_parser import OneLineErrorParser
 
 REPO = Path(__file__).resolve().parents[1]
 NO_MACS_FRONT_END = "not counted: the counter counts the front-end as 0 MACs (it is the same for every model)"
@@ -224,7 +225,7 @@ def load_evaluation(path: Path) -> tuple[dict | None, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m benchmarks",
         description="Benchmark every artifact of a train-and-convert run and write a report with plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from edge_runtime.cli_parser import OneLineErrorParser
+
 # One thread per backend, BLAS included (as `python -m edge_runtime` does): set before numpy is imported.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
@@ -213,7 +215,7 @@ def library_versions() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m benchmarks.measure",
         description="Measure one backend in this process and print JSON (used by `python -m benchmarks`).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FeatureSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,7 +163,7 @@ def soak(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0],
+    parser = OneLineErrorParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command")
     gen = commands.add_parser("generate", help="write soak audio as raw 16-bit PCM to stdout",

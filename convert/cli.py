@@ -23,13 +23,14 @@ from convert.pipeline import (
     run_conversion,
 )
 from convert.streaming import DEFAULT_OUTPUTS_PER_STEP, DEFAULT_SMOOTHING_SECONDS, STREAM_INT8_FILE
+from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.errors import KwsError
 
 METRIC_COLUMNS = (("accuracy", "accuracy"), ("FRR", "frr"), ("FAR", "far"), ("ROC AUC", "roc_auc"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m convert",
         description=(
             "Convert a trained checkpoint into an edge bundle: ONNX (opset 17, softmax included), TFLite float32 and "

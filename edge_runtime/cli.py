@@ -17,6 +17,7 @@ import sys
 
 from . import bench, config, runner
 from .audio_io import ACCEPTED_AUDIO, read_audio_blocks
+from .cli_parser import OneLineErrorParser
 from .detector import KeywordScorer, iter_detections
 from .errors import KwsError
 from .interpreter import DEFAULT_THREADS
@@ -27,7 +28,7 @@ SCORE_DECIMALS = 6
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m edge_runtime",
         description="Keyword spotting on WAV files with a converted model bundle (numpy + TFLite interpreter).",
         epilog=f"Audio files: {ACCEPTED_AUDIO}; channels are averaged, audio is resampled to the model's rate (soxr).",

@@ -1,8 +1,10 @@
 """Faults a months-long service meets: a log disk that is full must not stop detection."""
 
 import subprocess
+import sys
 
 import numpy as np
+import pytest
 import soundfile
 
 from tests.tiny import REPO, SPEC, keyword_sound, shared_dscnn_bundle
@@ -29,3 +31,19 @@ def test_full_log_disk_is_reported_once_and_detection_goes_on(tmp_path):
     assert len(warnings) == 2 and all("No space left on device" in line for line in warnings)
     assert result.stdout.strip(), "detections must still reach stdout"
     assert "final summary" in result.stderr
+
+
+COMMANDS = ["train.build_data", "train.fit", "train.compress", "train.compress.report", "convert", "train.evaluate",
+            "train.summary", "benchmarks", "benchmarks.soak", "edge_runtime detect"]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_mistyped_option_is_one_error_line_not_a_usage_dump(command):
+    python = EDGE_PYTHON if command.startswith("edge_runtime") else sys.executable
+    result = subprocess.run(
+        [str(python), "-m", *command.split(), "--no-such-option"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"python -m {command}: error: ") and lines[0].endswith("(see --help)")

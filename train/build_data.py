@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FeatureSpec
 from train.data.clipset import SPLITS, ClipSet, DataSource, build_dataset, cache_key, dataset_folder, is_complete
 
@@ -22,13 +23,6 @@ DEFAULT_CACHE_ROOT = "data"
 DEFAULT_SIZE = 1
 DEFAULT_SEED = 0
 USAGE_ERROR = 2
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a usage error is a single line on stderr (exit code 2), without the usage dump."""
-
-    def error(self, message: str) -> None:
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
@@ -266,7 +267,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> FitConfig:
     defaults = FitConfig(data=Path(), out=Path())
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m train.fit",
         description="Train a keyword-spotting model on a clip set built by `python -m train.build_data`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

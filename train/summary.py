@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FeatureSpec
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
@@ -76,7 +77,7 @@ def print_compression(report_path: Path, deployed_sha256: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m train.summary",
         description="Summarise a train-and-convert run and score held-out samples with the edge runtime.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

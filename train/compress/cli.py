@@ -18,6 +18,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from edge_runtime.cli_parser import OneLineErrorParser
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.compress.bank import build_bank
 from train.compress.chain import METHODS, ChainSettings, Stage, parse_methods, run_chain
@@ -53,7 +54,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = ChainSettings()
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m train.compress",
         description=(
             "Compress a trained CRNN teacher into the deployed DS-CNN student: depthwise-separable student, "

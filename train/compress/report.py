@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from convert.windows import WindowMaker
+from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.errors import KwsError
 from edge_runtime.features import FeatureSpec
 from edge_runtime.interpreter import TfliteModel
@@ -276,7 +277,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m train.compress.report",
         description="Score the compression stages and the deployed int8 TFLite side by side; write report.json and "
         "report.md into the compression folder.",

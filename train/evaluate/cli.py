@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.errors import KwsError
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
@@ -32,11 +33,6 @@ from train.metrics import roc_auc
 EXIT_BAD_INPUT = 2
 DEFAULTS = StreamConfig(keyword="x", held_out_variants=("x",))
 PEER_CLIP_PAD_S = 0.5  # silence around each test clip for the peer, which needs some lead-in
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
