@@ -78,14 +78,14 @@ class KeywordScorer:
             nonlocal frames
             count = spec.num_frames(audio.shape[0])
             if count:
-                used = (count - 1) * spec.hop_samples + spec.window_samples
+                used = spec.frame_end_sample(count - 1)
                 frames = np.concatenate([frames, self.front_end.frames(audio[:used])])
             return audio[count * spec.hop_samples :]
 
         def score(start: int) -> tuple[float, float]:
             chunk = frames[start - first : start - first + window]
             probability = self.bundle.model.probabilities(chunk)[self.bundle.keyword_index]
-            end_sample = (start + window - 1) * spec.hop_samples + spec.window_samples
+            end_sample = spec.frame_end_sample(start + window - 1)
             return end_sample / spec.sample_rate, float(np.float32(probability))
 
         def due() -> Iterator[tuple[float, float]]:

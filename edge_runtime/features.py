@@ -73,6 +73,11 @@ class FeatureSpec:
             return 0
         return 1 + (num_samples - self.window_samples) // self.hop_samples
 
+    def frame_end_sample(self, frame_index):
+        """The sample just after frame `frame_index` (an int or an integer array): a score of the window that ends
+        with that frame is known from there on."""
+        return frame_index * self.hop_samples + self.window_samples
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -32,7 +32,7 @@ class StreamingFrontEnd:
         self.frames_per_call = frames_per_call
         self._front_end = LogMelFrontEnd(spec)
         # Samples needed for `frames_per_call` frames, and how far the next call's first frame starts after this one.
-        self.samples_per_call = (frames_per_call - 1) * spec.hop_samples + spec.window_samples
+        self.samples_per_call = spec.frame_end_sample(frames_per_call - 1)
         self.advance = frames_per_call * spec.hop_samples
         self._pending = np.zeros(0, np.float32)
 
@@ -154,10 +154,9 @@ class StreamingScorer:
         self.flushed = False
         spec = entry.spec
         outputs = np.arange(entry.outputs_per_step)
-        # Frame f ends at sample f * hop + window; output n has read up to frame output_frame_offset + n * stride.
-        self._first_times = (
-            (entry.output_frame_offset + outputs * entry.stride_frames) * spec.hop_samples + spec.window_samples
-        ) / spec.sample_rate
+        # Output n has read up to frame output_frame_offset + n * stride.
+        last_frames = entry.output_frame_offset + outputs * entry.stride_frames
+        self._first_times = spec.frame_end_sample(last_frames) / spec.sample_rate
         self._step_seconds = entry.frames_per_step * spec.hop_samples / spec.sample_rate
 
     @property

@@ -57,7 +57,7 @@ class OnnxScorer:
             for start in starts:
                 window = frames[None, start : start + spec.frames_per_clip].astype(np.float32)
                 scores.append(float(self.session.run(None, {self.input_name: window})[0][0, self.keyword_index]))
-        ends = ((starts + spec.frames_per_clip - 1) * spec.hop_samples + spec.window_samples) / spec.sample_rate
+        ends = spec.frame_end_sample(starts + spec.frames_per_clip - 1) / spec.sample_rate
         return ClipScore(max(scores), [round(float(t), 3) for t in ends], [round(s, 4) for s in scores])
 
 

@@ -149,7 +149,7 @@ class ValStreams:
             logits = model.sliding_logits(features.to(device), window)
             scores = torch.softmax(logits.float(), dim=1)[:, keyword_index].cpu().numpy()
             # Each score is known once its window's last frame has arrived: that frame's end.
-            ends = (np.arange(scores.size) * model.stem_stride + window - 1) * spec.hop_samples + spec.window_samples
+            ends = spec.frame_end_sample(np.arange(scores.size) * model.stem_stride + window - 1)
             tracks.append((ends / spec.sample_rate, scores))
         model.train(was_training)
         return tracks, model.stem_stride * spec.hop_ms / 1000
