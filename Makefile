@@ -167,18 +167,23 @@ bench-report: venvs
 
 # ---- long-audio evaluation (docs/quality.md) ----
 # make eval [EVAL_TARGET_FA=0.5] [EVAL_NEGATIVE_HOURS=10] [EVAL_POSITIVES=400] [EVAL_PEER_HOURS=2 (empty: all)]
+#           [EVAL_REFERENCE=teacher checkpoint (empty: none)]
 # -> $(OUT)/eval/{report.json,report.md,det.png}; writes the threshold for EVAL_TARGET_FA into $(OUT)/edge/manifest.json
 # (empty EVAL_TARGET_FA: report only). Streams are cached in $(CACHE)/eval-*; EVAL_PEER_HOURS limits pocketsphinx.
 EVAL_TARGET_FA ?= 0.5
 EVAL_NEGATIVE_HOURS ?= 10
 EVAL_POSITIVES ?= 400
 EVAL_PEER_HOURS ?= 2
+# Torch checkpoints scored on the same streams beside the deployed model (what compression gives up): by default the
+# teacher the student was distilled from; empty: none.
+EVAL_REFERENCE ?= $(if $(COMPRESSED),$(OUT)/train/$(TEACHER)/best.pt)
 .PHONY: eval
 eval: $(TRAIN_VENV)/.installed
 	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
 	$(TRAIN_ENV) $(TPY) -m train.evaluate --model $(OUT)/edge --out $(OUT)/eval --cache-root $(CACHE) \
 		--negative-hours $(EVAL_NEGATIVE_HOURS) --positives $(EVAL_POSITIVES) \
-		$(if $(EVAL_TARGET_FA),--target-fa-per-hour $(EVAL_TARGET_FA)) $(if $(EVAL_PEER_HOURS),--peer-hours $(EVAL_PEER_HOURS))
+		$(if $(EVAL_TARGET_FA),--target-fa-per-hour $(EVAL_TARGET_FA)) $(if $(EVAL_PEER_HOURS),--peer-hours $(EVAL_PEER_HOURS)) \
+		$(foreach r,$(wildcard $(EVAL_REFERENCE)),--reference "$(r)")
 
 # ---- soak (issue 7): hours of audio through the edge runtime, twice fast and once at real-time pace ----
 SOAK_HOURS ?= 2

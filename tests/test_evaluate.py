@@ -1,5 +1,6 @@
 """Long-audio evaluation: stream bookkeeping, FRR / FA-per-hour arithmetic, threshold choice, the peer, the CLI."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -216,7 +217,12 @@ def test_peer_spots_the_keyword_in_a_short_clip_and_one_pass_equals_separate_run
 
 
 def test_cli_bad_input_is_one_error_line(tmp_path):
-    for argv in (["--negative-hours", "0"], ["--model", str(tmp_path / "missing"), "--no-peer"]):
+    bad = (
+        ["--negative-hours", "0"],
+        ["--model", str(tmp_path / "missing"), "--no-peer"],
+        ["--reference", str(tmp_path / "teacher.pt"), "--detector", "window"],
+    )
+    for argv in bad:
         result = subprocess.run(
             [sys.executable, "-m", "train.evaluate", *argv], cwd=REPO, capture_output=True, text=True, timeout=60
         )
@@ -238,3 +244,90 @@ def test_the_report_says_which_voice_groups_the_model_never_heard():
     assert "trained without" not in markdown(report)
     text = markdown({**report, "trained_without": ["piper"]})
     assert "trained without the voice groups piper (`--leave-out`)" in text
+
+
+def _tiny_reference():
+    from train.evaluate.detectors import CheckpointDetector, StreamingDetector
+
+    bundle = shared_dscnn_bundle()
+    streaming = StreamingDetector(bundle)
+    return CheckpointDetector(bundle.parent / "dscnn.pt", streaming), streaming
+
+
+def test_reference_scores_the_window_ending_at_each_streaming_output():
+    import torch
+
+    from tests.tiny import keyword_sound, other_sound
+
+    reference, streaming = _tiny_reference()
+    rng = np.random.default_rng(3)
+    audio = np.concatenate([other_sound(rng, 1.3), keyword_sound(rng), other_sound(rng, 1.1)])
+    ours, ref = streaming.score(audio), reference.score(audio)
+    # Same output times as the deployed stream (it adds up to one flushed output past the last whole frame).
+    assert ref.times_s.size >= 40 and np.allclose(ref.times_s, ours.times_s[: ref.times_s.size], rtol=0, atol=1e-9)
+    frames = reference.front_end.frames(audio)
+    window, stride = SPEC.frames_per_clip, streaming.bundle.stream.stride_frames
+    silence = np.tile(reference.silence_frame, (window, 1))
+    with torch.no_grad():
+        for output in (0, 3, 25, ref.scores.size - 1):
+            last = reference.first_frame + output * stride
+            cut = np.concatenate([silence, frames[: last + 1]])[-window:]  # silence before the stream's start
+            expected = torch.softmax(reference.model(torch.from_numpy(cut)[None]), dim=1)[0, 1].item()
+            assert ref.scores[output] == pytest.approx(expected, abs=1e-6)
+    # The same post-processing as the deployed detector: detections only where the smoothed score reaches it.
+    top = float(reference.decision_values(ref).max())
+    assert reference.detect(ref, top).size >= 1 and reference.detect(ref, top + 1e-3).size == 0
+
+
+def test_reference_must_share_the_bundles_features_and_keyword(tmp_path):
+    from train.checkpoint import load_checkpoint, save_checkpoint
+    from train.evaluate.detectors import CheckpointDetector
+
+    _, streaming = _tiny_reference()
+    model, info = load_checkpoint(shared_dscnn_bundle().parent / "dscnn.pt")
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, model, dataclasses.replace(info, feature_spec=FeatureSpec(f_max_hz=7000.0)))
+    with pytest.raises(ValueError, match="other features"):
+        CheckpointDetector(other, streaming)
+    save_checkpoint(other, model, dataclasses.replace(info, keyword="marvin", labels=["_other_", "marvin"]))
+    with pytest.raises(ValueError, match="spots 'marvin'"):
+        CheckpointDetector(other, streaming)
+
+
+def test_reference_curve_and_breakdown_by_voice_and_noise_on_real_streams(tmp_path):
+    from argparse import Namespace
+
+    from tests.tiny import keyword_sound, other_sound
+    from train.data.clipset import ClipSet
+    from train.evaluate.cli import run_reference
+    from train.evaluate.streams import Stream
+
+    reference, _ = _tiny_reference()
+    rng = np.random.default_rng(5)
+    streams, spans = [], []
+    for index, (kind, voice, noise) in enumerate(
+        [("positive", "espeak:en-us+john", "pink"), ("positive", "piper:joe", "babble"), ("negative", "none", "white")]
+    ):
+        parts, seconds, spans = [], 0.0, []
+        for _ in range(4):
+            gap = other_sound(rng, 1.5)
+            parts.append(gap)
+            seconds += gap.size / SPEC.sample_rate
+            if kind == "positive":
+                word = keyword_sound(rng)
+                spans.append((seconds, seconds + word.size / SPEC.sample_rate))
+                parts.append(word)
+                seconds += word.size / SPEC.sample_rate
+        audio = np.concatenate(parts)
+        np.save(tmp_path / f"{index}.npy", np.round(audio * 32767).astype(np.int16))
+        scene = {"snr_db": 20.0, "noise": noise}
+        streams.append(Stream(index, kind, "tiny", voice, audio.size / SPEC.sample_rate, spans, scene, f"{index}.npy"))
+    clips = ClipSet.load(shared_dscnn_bundle().parent / "clips")
+    args = Namespace(quiet=True, target_fa_per_hour=1000.0)
+    name, curve, entry = run_reference(reference, tmp_path, streams, clips, args, hit_after=1.0)
+    assert name.startswith("reference: dscnn") and entry["rtf"] is None
+    assert curve.positives == 8 and entry["clip_roc_auc"] > 0.9  # the tiny model separates chirps from noise
+    positives = entry["breakdown"]["positives"]
+    assert {"voice john", "voice piper:joe", "noise pink", "noise babble", "family tiny"} <= set(positives)
+    assert positives["voice john"]["keywords"] == 4 and positives["family tiny"]["keywords"] == 8
+    assert min(curve.frr) == 0.0  # at its most permissive threshold it finds every chirp

@@ -24,7 +24,7 @@ from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
 from train.evaluate import peer as peer_module
 from train.evaluate.calibrate import write_threshold
-from train.evaluate.detectors import DEFAULT_DETECTOR, DETECTORS, make_detector
+from train.evaluate.detectors import DEFAULT_DETECTOR, DETECTORS, CheckpointDetector, make_detector
 from train.evaluate.report import breakdown, false_accepts_by_group, operating_points, write_report
 from train.evaluate.scoring import Scored, candidate_thresholds, sweep, threshold_for
 from train.evaluate.streams import Stream, StreamConfig, build_streams, load_streams, stream_audio
@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR,
         help="edge runtime detector: window (`detect`) or streaming (`run`) (default: %(default)s)",
     )  # fmt: skip
+    add(
+        "--reference", type=Path, action="append", default=[], metavar="CHECKPOINT",
+        help="also score this torch checkpoint (e.g. the CRNN teacher, artifacts/train/crnn/best.pt) on the same "
+        "streams, at the streaming detector's output times with its smoothing and refractory period: what the "
+        "deployed model gives up to compression; repeatable; needs --detector streaming (default: none)",
+    )  # fmt: skip
     add("--no-peer", action="store_true", help="skip pocketsphinx (default: run it)")
     add(
         "--peer-hours", type=float, default=None,
@@ -96,15 +102,30 @@ def clipset_of(args, manifest: dict) -> ClipSet:
     return ClipSet.load(path)
 
 
-def score_streams(detector, folder: Path, streams: list[Stream], progress: bool):
-    """Our score track per stream, and the seconds spent scoring."""
+def score_streams(detector, folder: Path, streams: list[Stream], progress: bool, desc: str = "scoring (ours)"):
+    """The detector's score track per stream, and the seconds spent scoring."""
     tracks, spent = [], 0.0
-    for stream in tqdm(streams, desc="scoring (ours)", unit="stream", disable=None if progress else True):
+    for stream in tqdm(streams, desc=desc, unit="stream", disable=None if progress else True):
         audio = stream_audio(folder, stream)
         started = time.perf_counter()
         tracks.append(detector.score(audio))
         spent += time.perf_counter() - started
     return tracks, spent
+
+
+def detector_curve(detector, streams: list[Stream], tracks: list, hit_after: float):
+    """(curve, scored positives, scored negatives) of a detector's score tracks, positives and negatives in stream
+    order."""
+
+    def scored(stream: Stream, track) -> Scored:
+        return Scored(lambda t: detector.detect(track, t), stream.seconds, stream.keyword_spans, stream.family)
+
+    pairs = list(zip(streams, tracks, strict=True))
+    positive = [scored(s, track) for s, track in pairs if s.kind == "positive"]
+    negative = [scored(s, track) for s, track in pairs if s.kind == "negative"]
+    negative_values = [detector.decision_values(track) for s, track in pairs if s.kind == "negative"]
+    thresholds = candidate_thresholds([track.scores for track in tracks], negative_values)
+    return sweep(positive, negative, thresholds, hit_after), positive, negative
 
 
 def peer_subset(negatives: list[Stream], hours: float | None) -> list[Stream]:
@@ -127,6 +148,7 @@ def run(args) -> int:
     progress = not args.quiet
     detector = make_detector(args.model, args.detector)
     spec, keyword, manifest = detector.spec, detector.keyword, detector.manifest
+    references = [CheckpointDetector(checkpoint, detector) for checkpoint in args.reference]  # fail before scoring
     clips = clipset_of(args, manifest)
     config = StreamConfig(
         keyword=keyword, held_out_variants=held_out_variants(clips), positives=args.positives,
@@ -140,15 +162,7 @@ def run(args) -> int:
     hit_after = spec.clip_seconds
 
     tracks, spent = score_streams(detector, folder, streams, progress)
-    by_index = dict(zip((s.index for s in streams), tracks, strict=True))
-
-    def ours(stream: Stream) -> Scored:
-        track = by_index[stream.index]
-        return Scored(lambda t, tr=track: detector.detect(tr, t), stream.seconds, stream.keyword_spans, stream.family)
-
-    ours_pos, ours_neg = [ours(s) for s in positives], [ours(s) for s in negatives]
-    negative_values = [detector.decision_values(by_index[s.index]) for s in negatives]
-    curve = sweep(ours_pos, ours_neg, candidate_thresholds([t.scores for t in tracks], negative_values), hit_after)
+    curve, ours_pos, ours_neg = detector_curve(detector, streams, tracks, hit_after)
     clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()))
     audio_seconds = sum(s.seconds for s in streams)
     our_name = f"ours ({manifest['model'].get('architecture', '?')} {detector.precision}, {detector.name} detector)"
@@ -162,6 +176,8 @@ def run(args) -> int:
         }
     }
     curves = {our_name: curve}
+    for reference in references:
+        name, curves[name], systems[name] = run_reference(reference, folder, streams, clips, args, hit_after)
     if not args.no_peer:
         peer_name, peer_curve, peer_entry = run_peer(
             keyword, folder, positives, negatives, clips, spec, args, hit_after
@@ -210,9 +226,31 @@ def operating_breakdown(curve, target, ours_pos, positives, ours_neg, negatives,
     return {
         "threshold": threshold,
         "why": why,
-        "positives": breakdown(ours_pos, [s.scene["snr_db"] for s in positives], threshold, hit_after),
+        "positives": breakdown(ours_pos, positives, threshold, hit_after),
         "negatives": false_accepts_by_group(ours_neg, [s.scene["noise"] for s in negatives], threshold),
     }
+
+
+def run_reference(reference: CheckpointDetector, folder: Path, streams: list[Stream], clips, args, hit_after: float):
+    """A torch checkpoint on the same streams as ours: name, curve and report entry (with its own breakdown)."""
+    name = f"reference: {reference.architecture} float32 torch ({reference.checkpoint})"
+    tracks, _ = score_streams(reference, folder, streams, not args.quiet, f"scoring ({reference.architecture})")
+    curve, positive, negative = detector_curve(reference, streams, tracks, hit_after)
+    clip, labels = clip_scores(clips, reference.spec, lambda w: float(reference.score(w).scores.max()))
+    entry = {
+        "operating_points": operating_points(curve),
+        "negative_hours": curve.negative_hours,
+        "clip_roc_auc": roc_auc(clip, labels),
+        "rtf": None,  # batched float32 torch on the workstation: not a deployed path, so no real-time factor
+        "checkpoint": str(reference.checkpoint),
+        "label": f"{reference.architecture} (reference)",
+        "curve": curve.to_dict(),
+    }
+    entry["breakdown"] = operating_breakdown(
+        curve, args.target_fa_per_hour, positive, [s for s in streams if s.kind == "positive"],
+        negative, [s for s in streams if s.kind == "negative"], hit_after,
+    )  # fmt: skip
+    return name, curve, entry
 
 
 def choose_threshold(args, curve, report) -> dict:
@@ -282,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"--target-fa-per-hour must be >= 0, got {args.target_fa_per_hour}")
     if args.peer_hours is not None and not args.peer_hours > 0:
         problems.append(f"--peer-hours must be > 0, got {args.peer_hours}")
+    if args.reference and args.detector != "streaming":
+        problems.append("--reference is scored like the streaming detector; it needs --detector streaming")
+    problems += [f"--reference {path} does not exist" for path in args.reference if not path.is_file()]
     if args.workers < 1 or args.seed < 0:
         problems.append("--workers must be >= 1 and --seed >= 0")
     if problems:

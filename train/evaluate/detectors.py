@@ -3,7 +3,9 @@
 An evaluation scores each stream once (`score`) and then asks for the detections at many thresholds (`detect`),
 which is how the whole FRR / FA-per-hour curve comes from one pass. `WindowDetector` wraps the window scanner
 (`edge_runtime.detector`, what `detect` uses); `StreamingDetector` wraps the streaming model and post-processing of
-`python -m edge_runtime run` (the service) and is the default (`DEFAULT_DETECTOR`).
+`python -m edge_runtime run` (the service) and is the default (`DEFAULT_DETECTOR`). `CheckpointDetector` scores a
+torch checkpoint (e.g. the CRNN teacher) at the streaming detector's times with its post-processing: a reference for
+what the deployed model gives up, not a deployed path.
 """
 
 from __future__ import annotations
@@ -56,7 +58,25 @@ class WindowDetector:
         return np.array([d.time_s for d in find_detections(windows, threshold, self.refractory_seconds)])
 
 
-class StreamingDetector:
+class _StreamingPostProcessing:
+    """Smoothing, rise-to-threshold firing and refractory period of `python -m edge_runtime run`. Needs
+    `smoothing_seconds`, `output_period` and `refractory_seconds`."""
+
+    def decision_values(self, track: ScoreTrack) -> np.ndarray:
+        """What the threshold is compared with: the smoothed probability."""
+        from edge_runtime.postprocess import smoothed_track
+
+        return smoothed_track(track.scores, self.smoothing_seconds, self.output_period)
+
+    def detect(self, track: ScoreTrack, threshold: float) -> np.ndarray:
+        from edge_runtime.postprocess import DetectionPolicy, PostProcessor
+
+        policy = DetectionPolicy(threshold, self.refractory_seconds, self.smoothing_seconds)
+        post = PostProcessor(policy, self.output_period)
+        return np.array([d.time_s for d in post.update(track.times_s, track.scores)])
+
+
+class StreamingDetector(_StreamingPostProcessing):
     """The deployed int8 streaming model (`python -m edge_runtime run`): per-step keyword probabilities, smoothed,
     fired on a rise to the threshold, with the refractory period (`edge_runtime.postprocess`). Needs a bundle
     converted with its streaming model."""
@@ -83,18 +103,55 @@ class StreamingDetector:
             return ScoreTrack(np.zeros(0), np.zeros(0, np.float32))
         return ScoreTrack(np.concatenate([s.times_s for s in steps]), np.concatenate([s.scores for s in steps]))
 
-    def decision_values(self, track: ScoreTrack) -> np.ndarray:
-        """What the threshold is compared with: the smoothed probability."""
-        from edge_runtime.postprocess import smoothed_track
 
-        return smoothed_track(track.scores, self.smoothing_seconds, self.output_period)
+class CheckpointDetector(_StreamingPostProcessing):
+    """A torch checkpoint (e.g. the CRNN teacher the student was distilled from) scored where and how the
+    streaming detector `like` scores its bundle: one 1 s window ending at each of its output times (silence before
+    the stream's start, as the stream's primed state has), the same smoothing, threshold rule and refractory
+    period. A reference for what compression gives up on long audio, not a deployed path: float32 torch, in
+    batches, so its real-time factor is not the device's."""
 
-    def detect(self, track: ScoreTrack, threshold: float) -> np.ndarray:
-        from edge_runtime.postprocess import DetectionPolicy, PostProcessor
+    name = "reference"
+    precision = "float32"
+    BATCH_WINDOWS = 2048
 
-        policy = DetectionPolicy(threshold, self.refractory_seconds, self.smoothing_seconds)
-        post = PostProcessor(policy, self.output_period)
-        return np.array([d.time_s for d in post.update(track.times_s, track.scores)])
+    def __init__(self, checkpoint: str | Path, like: StreamingDetector) -> None:
+        from edge_runtime.features import LogMelFrontEnd
+        from train.checkpoint import load_checkpoint
+
+        self.model, self.info = load_checkpoint(Path(checkpoint))
+        if self.info.feature_spec != like.spec:
+            raise ValueError(f"reference {checkpoint} was trained on other features than the bundle: "
+                             f"{self.info.feature_spec.to_dict()} vs {like.spec.to_dict()}")  # fmt: skip
+        if self.info.keyword != like.keyword:
+            raise ValueError(f"reference {checkpoint} spots {self.info.keyword!r}, the bundle {like.keyword!r}")
+        self.spec, self.keyword, self.manifest = like.spec, like.keyword, like.manifest
+        self.checkpoint = Path(checkpoint)
+        self.architecture = self.info.architecture
+        stream = like.bundle.stream
+        self.stride_frames, self.first_frame = stream.stride_frames, stream.output_frame_offset
+        self.output_period, self.smoothing_seconds = like.output_period, like.smoothing_seconds
+        self.refractory_seconds = like.refractory_seconds
+        self.front_end = LogMelFrontEnd(self.spec)
+        self.silence_frame = self.front_end.frames(np.zeros(self.spec.window_samples, np.float32))[0]
+
+    def score(self, audio: np.ndarray) -> ScoreTrack:
+        import torch
+
+        spec, window = self.spec, self.spec.frames_per_clip
+        frames = self.front_end.frames(np.asarray(audio, dtype=np.float32))
+        # Row f + window - 1 of `padded` is frame f; the window of the output whose last frame is f starts at row f.
+        padded = np.concatenate([np.tile(self.silence_frame, (window - 1, 1)), frames])
+        last_frames = np.arange(self.first_frame, frames.shape[0], self.stride_frames)
+        windows = torch.from_numpy(padded).unfold(0, window, 1).transpose(1, 2)[last_frames]
+        keyword = self.info.keyword_index
+        with torch.no_grad():
+            scores = [
+                torch.softmax(self.model(windows[start : start + self.BATCH_WINDOWS]).float(), dim=1)[:, keyword]
+                for start in range(0, len(last_frames), self.BATCH_WINDOWS)
+            ]
+        scores = torch.cat(scores).numpy() if scores else np.zeros(0, np.float32)
+        return ScoreTrack(spec.frame_end_sample(last_frames) / spec.sample_rate, scores)
 
 
 DETECTORS = {"window": WindowDetector, "streaming": StreamingDetector}

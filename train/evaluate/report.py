@@ -22,16 +22,19 @@ def operating_points(curve: Curve) -> dict:
     return points
 
 
-def breakdown(positive: Sequence[Scored], snr_db: Sequence[float], threshold: float, hit_after_s: float) -> dict:
-    """FRR at `threshold` per voice family and per SNR band of the positive streams."""
+def breakdown(positive: Sequence[Scored], streams: Sequence, threshold: float, hit_after_s: float) -> dict:
+    """FRR at `threshold` per voice family, SNR band, voice (eSpeak variant, or the Piper voice) and noise kind of
+    the positive streams (`streams`: their `Stream` entries, in the same order)."""
     groups: dict[str, list[int]] = {}
-    for stream, snr in zip(positive, snr_db, strict=True):
-        found, _ = found_keywords(stream.detect(threshold), stream.keyword_spans, hit_after_s)
+    for scored, stream in zip(positive, streams, strict=True):
+        found, _ = found_keywords(scored.detect(threshold), scored.keyword_spans, hit_after_s)
+        snr = stream.scene["snr_db"]
         band = next((f"snr {lo:g}-{hi:g} dB" for lo, hi in SNR_BANDS_DB if lo <= snr < hi), "snr other")
-        for key in (f"family {stream.family}", band):
+        voice = stream.voice.rsplit("+", 1)[-1]  # espeak:en-us+john -> john: the variant, across accents
+        for key in (f"family {scored.family}", band, f"voice {voice}", f"noise {stream.scene['noise']}"):
             total = groups.setdefault(key, [0, 0])
-            total[0] += len(stream.keyword_spans) - found
-            total[1] += len(stream.keyword_spans)
+            total[0] += len(scored.keyword_spans) - found
+            total[1] += len(scored.keyword_spans)
     return {key: {"frr": missed / count, "keywords": count} for key, (missed, count) in sorted(groups.items())}
 
 
@@ -84,18 +87,32 @@ def markdown(report: dict) -> str:
         points, hours = system["operating_points"], system["negative_hours"]
         lines.append(
             f"| {name} | {_frr_cell(points['0.5'], hours, 0.5)} | {_frr_cell(points['0.1'], hours, 0.1)} | "
-            f"{hours:.2f} | {system['clip_roc_auc']:.4f} | {system['rtf']:.4f} |"
+            f"{hours:.2f} | {system['clip_roc_auc']:.4f} | "
+            + (f"{system['rtf']:.4f} |" if system.get("rtf") is not None else "n/a (reference, batched torch) |")
         )
     where = report.get("breakdown")
     if where:
+        # References (e.g. the teacher) at their own threshold for the same rate, beside ours.
+        others = {
+            system.get("label", name): system["breakdown"]
+            for name, system in report["systems"].items()
+            if "breakdown" in system
+        }
         lines += [
             "",
-            f"At threshold {where['threshold']:.4f} ({where['why']}):",
+            f"At threshold {where['threshold']:.4f} ({where['why']})"
+            + "".join(f"; {name} at {b['threshold']:.4f} ({b['why']})" for name, b in others.items())
+            + ":",
             "",
-            "| positives | FRR | keywords |",
-            "| --- | --- | --- |",
+            "| positives | FRR | " + "".join(f"FRR, {name} | " for name in others) + "keywords |",
+            "| --- | --- | " + "--- | " * len(others) + "--- |",
         ]
-        lines += [f"| {k} | {_percent(v['frr'])} | {v['keywords']} |" for k, v in where["positives"].items()]
+        lines += [
+            f"| {k} | {_percent(v['frr'])} | "
+            + "".join(f"{_percent(b['positives'].get(k, {}).get('frr'))} | " for b in others.values())
+            + f"{v['keywords']} |"
+            for k, v in where["positives"].items()
+        ]
         lines += ["", "| negatives | FA/h | false accepts | hours |", "| --- | --- | --- | --- |"]
         lines += [
             f"| {k} | {v['fa_per_hour']:.2f} | {v['false_accepts']} | {v['hours']:.2f} |"
