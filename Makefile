@@ -16,6 +16,8 @@ EPOCHS ?= 20
 SEED ?= 0
 # Share of training windows given other speech before and after the word (train.data.augment); 0 = off.
 SPEECH_CONTEXT ?= 0
+# Share of training windows whose utterance is whispered (train.data.augment.whispered); 0 = off.
+WHISPER ?= 0
 # Voice-group prefixes to train and validate without (e.g. piper, espeak:en-gb), space-separated; the test split and
 # `make eval` keep them: how the model does on a synthesis engine or voice family it never heard.
 LEAVE_OUT ?=
@@ -27,7 +29,8 @@ FA_WEIGHT ?= 1
 # (streams for synthetic data, else windows).
 SELECT_ON ?= windows
 SELECT_FA ?= 1,2,3,5,10
-FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --false-accept-weight $(FA_WEIGHT) \
+FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) \
+	--false-accept-weight $(FA_WEIGHT) \
 	$(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
 OUT ?= artifacts
 CACHE ?= data
@@ -81,6 +84,7 @@ help:
 	@echo "  MODEL=$(MODEL)   deployed architecture when COMPRESS=0 (dscnn | crnn);  TEACHER=$(TEACHER) (crnn)"
 	@echo "  EPOCHS=$(EPOCHS)   SEED=$(SEED)   OUT=$(OUT)   CACHE=$(CACHE)"
 	@echo "  SPEECH_CONTEXT=$(SPEECH_CONTEXT)   share of training windows with other speech around the word (0 = off)"
+	@echo "  WHISPER=$(WHISPER)   share of training windows whispered (0 = off)"
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
 	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio) | auto"
@@ -142,7 +146,7 @@ train: $(TRAIN_VENV)/.installed
 compress: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/train/$(TEACHER)/best.pt || { echo "error: no teacher checkpoint $(OUT)/train/$(TEACHER)/best.pt; run 'make train' first" >&2; exit 1; }
 	$(TRAIN_ENV) $(TPY) -m train.compress --teacher $(OUT)/train/$(TEACHER)/best.pt --data "$$(cat $(OUT)/data_path.txt)" \
-		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --false-accept-weight $(FA_WEIGHT) \
+		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) --false-accept-weight $(FA_WEIGHT) \
 		--select-on $(SELECT_ON) --select-fa-per-hour $(SELECT_FA) --cache-root $(CACHE) --out $(OUT)/compression
 
 convert: $(TRAIN_VENV)/.installed

@@ -177,3 +177,52 @@ def test_speech_context_is_off_without_a_source_and_drawn_from_non_keyword_speec
     assert set(drawn) <= others and len(set(drawn)) > 1  # training speech that is not the keyword, at random
     with pytest.raises(ValueError, match="split must be one of"):
         clips.sampler("nowhere", label=0)
+
+
+def _vowel(seconds: float, pitch_hz: float = 120.0) -> np.ndarray:
+    """A voiced vowel: a pulse train at `pitch_hz` through two formant resonances (700 and 1200 Hz)."""
+    rate = SPEC.sample_rate
+    pulses = np.zeros(round(seconds * rate))
+    pulses[:: round(rate / pitch_hz)] = 1.0
+    out = pulses
+    for formant_hz in (700.0, 1200.0):  # two-pole resonators
+        radius, theta = 0.97, 2 * np.pi * formant_hz / rate
+        filtered = np.zeros_like(out)
+        for i in range(out.size):
+            filtered[i] = out[i] + 2 * radius * np.cos(theta) * filtered[i - 1] - radius**2 * filtered[i - 2]
+        out = filtered
+    return (0.2 * out / np.abs(out).max()).astype(np.float32)
+
+
+def _pitch_peak(audio: np.ndarray, pitch_hz: float) -> float:
+    """Normalised autocorrelation at the pitch period: near 1 for a voiced sound, near 0 for noise."""
+    lag = round(SPEC.sample_rate / pitch_hz)
+    x = audio - audio.mean()
+    return float(np.dot(x[:-lag], x[lag:]) / np.dot(x, x))
+
+
+def test_whispered_keeps_length_level_and_envelope_and_removes_the_voice():
+    from edge_runtime.features import LogMelFrontEnd
+    from train.data.augment import whispered
+
+    vowel = _vowel(0.6)
+    whisper = whispered(vowel, SPEC, np.random.default_rng(0))
+    assert whisper.shape == vowel.shape and whisper.dtype == np.float32
+    assert power_db(whisper) == pytest.approx(power_db(vowel), abs=0.01)
+    assert _pitch_peak(vowel, 120.0) > 0.8 and abs(_pitch_peak(whisper, 120.0)) < 0.2
+    # The formants stay where they were: the long-term mel spectra follow each other.
+    front_end = LogMelFrontEnd(SPEC)
+    spectra = [front_end.frames(a)[5:-5].mean(axis=0) for a in (vowel, whisper)]
+    assert np.corrcoef(*spectra)[0, 1] > 0.9
+    assert whispered(np.zeros(0, np.float32), SPEC, np.random.default_rng(0)).size == 0
+
+
+def test_whisper_share_of_windows_follows_its_probability():
+    vowel = _vowel(0.5)
+    settings = {**PLAIN, "noise_probability": 0.0, "gain_db": (0.0, 0.0)}
+    for probability, low, high in ((0.0, 0, 0), (0.5, 12, 28), (1.0, 40, 40)):
+        augmenter = Augmenter(SPEC, [], np.random.default_rng(1), whisper_probability=probability, **settings)
+        peaks = [_pitch_peak(w[w != 0], 120.0) for w in (augmenter.window(vowel) for _ in range(40))]
+        assert low <= sum(peak < 0.3 for peak in peaks) <= high
+    with pytest.raises(ValueError, match="whisper_probability"):
+        Augmenter(SPEC, [], np.random.default_rng(1), whisper_probability=1.5)

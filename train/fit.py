@@ -49,6 +49,7 @@ class FitConfig:
     # Share of training windows with other speech before and after the utterance (train.data.augment,
     # CONTEXT_PROBABILITY); 0 switches it off.
     speech_context: float = 0.0
+    whisper: float = 0.0
     # Group prefixes ("piper", "espeak:en-gb") taken out of train and val (ClipSet.leave_out): the test split then
     # measures a voice family or engine the model never heard. Recorded in the checkpoint's data entry, so the
     # student (train.compress) and the int8 calibration (python -m convert) leave out the same.
@@ -134,10 +135,15 @@ def augmented_batches(clips: ClipSet, augmenter: Augmenter, order: np.ndarray, b
         yield audio, clips.labels[chosen].astype(np.int64)
 
 
-def training_augmenter(clips: ClipSet, spec, rng: np.random.Generator, speech_context: float) -> Augmenter:
+def training_augmenter(
+    clips: ClipSet, spec, rng: np.random.Generator, speech_context: float, whisper: float = 0.0
+) -> Augmenter:
     """The augmentation of training windows (the teacher's and, in `train.compress`, the student's)."""
     context = clips.sampler("train", label=0) if speech_context > 0 else None
-    return Augmenter(spec, clips.noise_bank(), rng, context_speech=context, context_probability=speech_context)
+    return Augmenter(
+        spec, clips.noise_bank(), rng, context_speech=context, context_probability=speech_context,
+        whisper_probability=whisper,
+    )  # fmt: skip
 
 
 def fit(config: FitConfig) -> dict:
@@ -155,7 +161,7 @@ def fit(config: FitConfig) -> dict:
     keyword = clips.meta["keyword"]
     keyword_index = labels.index(keyword)
 
-    augmenter = training_augmenter(clips, spec, rng, config.speech_context)
+    augmenter = training_augmenter(clips, spec, rng, config.speech_context, config.whisper)
     front_end = TorchLogMel(spec).to(device)
     model = build_model(config.model, n_mels=spec.n_mels, num_classes=len(labels)).to(device)
     model_config: dict = {}  # architecture defaults; compression stages will store their overrides here
@@ -259,6 +265,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         "positive_fraction": config.positive_fraction, "seed": config.seed, "spec_augment": config.spec_augment,
         # Only when on, so states written before the option existed still resume.
         **({"speech_context": config.speech_context} if config.speech_context else {}),
+        **({"whisper": config.whisper} if config.whisper else {}),
         **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
         **({"false_accept_weight": config.false_accept_weight} if config.false_accept_weight != 1.0 else {}),
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
@@ -292,6 +299,11 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         help="share of training windows with other speech before and after the word, as live (0 = off)",
     )
     parser.add_argument(
+        "--whisper", type=float, default=defaults.whisper, metavar="P",
+        help="share of training windows whose utterance is whispered (its spectral envelope over noise, "
+        "train.data.augment.whispered) (0 = off)",
+    )
+    parser.add_argument(
         "--leave-out", action="append", default=[], metavar="GROUP_PREFIX",
         help="train and validate without the utterances whose voice group starts with this ('piper', "
         "'espeak:en-gb'; repeatable); the test split keeps them (default: none)",
@@ -317,6 +329,8 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         parser.error("--epochs and --batch-size must be >= 1 and --positive-fraction in (0, 1)")
     if not 0.0 <= args.speech_context <= 1.0:
         parser.error(f"--speech-context must be within 0..1, got {args.speech_context}")
+    if not 0.0 <= args.whisper <= 1.0:
+        parser.error(f"--whisper must be within 0..1, got {args.whisper}")
     if args.false_accept_weight <= 0:
         parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
     return FitConfig(**{k.replace("-", "_"): v for k, v in vars(args).items()})

@@ -85,6 +85,7 @@ def build_bank(
     device: torch.device,
     positive_fraction: float = 0.35,
     speech_context: float = 0.0,
+    whisper: float = 0.0,
     leave_out: list[str] | None = None,
 ) -> Bank:
     clips = ClipSet.load(clipset_path)
@@ -94,7 +95,7 @@ def build_bank(
     if labels.index(keyword) != 1:
         raise ValueError(f"clip set {clipset_path} must list the keyword second in its labels, got {labels}")
     rng = np.random.default_rng(seed)
-    augmenter = training_augmenter(clips, spec, rng, speech_context)
+    augmenter = training_augmenter(clips, spec, rng, speech_context, whisper)
     front_end = TorchLogMel(spec).to(device)
     teacher = teacher.to(device).eval()
     built = []

@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speech-context", type=float, default=0.0, metavar="P",
                         help="share of the views' windows with other speech before and after the word, as "
                              "`train.fit --speech-context` (0 = off)")
+    parser.add_argument("--whisper", type=float, default=0.0, metavar="P",
+                        help="share of the views' windows whose utterance is whispered, as `train.fit --whisper` "
+                             "(0 = off)")
     parser.add_argument(
         "--select-on", choices=SELECT_ON, default=DEFAULT_SELECT_ON,
         help="what picks each DS-CNN training's best epoch: 'windows' (val ROC AUC, then accuracy, on the centred "
@@ -171,6 +174,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--alpha must be in 0..1, --temperature > 0 and --hint-weight >= 0")
     if not 0.0 <= args.speech_context <= 1.0:
         parser.error(f"--speech-context must be within 0..1, got {args.speech_context}")
+    if not 0.0 <= args.whisper <= 1.0:
+        parser.error(f"--whisper must be within 0..1, got {args.whisper}")
     if args.false_accept_weight <= 0:
         parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
     if args.select_on != "windows":
@@ -236,7 +241,7 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
     say(f"compress: building {args.views} augmented views of {data} with the teacher's outputs on {device.type}")
     # The student leaves out what its teacher left out (train.fit --leave-out), or it would hear that family.
     bank = build_bank(data, teacher, args.views, settings.seed, device, speech_context=args.speech_context,
-                      leave_out=teacher_info.left_out)
+                      whisper=args.whisper, leave_out=teacher_info.left_out)
     if (bank.labels, bank.keyword) != (teacher_info.labels, teacher_info.keyword):
         raise ValueError(f"clip set {data} is labelled {bank.labels}, the teacher {teacher_info.labels}")
     say(f"compress: bank ready in {time.monotonic() - started:.0f} s ({sum(len(v) for v in bank.views)} windows)")

@@ -50,6 +50,12 @@ CHANNEL_TILT_DB = (-8.0, 8.0)
 CONTEXT_PROBABILITY = 0.5
 CONTEXT_PAUSE_S = (0.05, 0.5)
 CONTEXT_LEVEL_DB = (-6.0, 3.0)  # relative to the utterance's own level
+# Whispered pseudo-speakers: people whisper to a device at night, and eSpeak has one whispering variant per sex, of
+# which training gets at most one. A share of the windows (off by default; `--whisper P`) gets its utterance
+# re-excited by noise under its own spectral envelope: the words and formants stay, the voicing goes.
+WHISPER_PROBABILITY = 0.0
+WHISPER_FFT, WHISPER_HOP = 512, 128  # 32 ms frames at 16 kHz, 75% overlap (a Hann window sums to a constant)
+WHISPER_LIFTER_S = 0.0015  # cepstrum kept below 1.5 ms: the vocal tract's envelope, not the pitch (2.5-12 ms)
 
 
 def _rms(audio: np.ndarray) -> float:
@@ -134,21 +140,24 @@ class Augmenter:
         channel_probability: float | None = None,
         context_speech: Callable[[np.random.Generator], np.ndarray] | None = None,
         context_probability: float = CONTEXT_PROBABILITY,
+        whisper_probability: float | None = None,
     ) -> None:
-        """The speed, room and channel probabilities default to the module's SPEED_/ROOM_/CHANNEL_PROBABILITY (read
-        when called). `context_speech(rng)` draws a random utterance that is not the keyword, for the speech context
+        """The speed, room, channel and whisper probabilities default to the module's SPEED_/ROOM_/CHANNEL_/
+        WHISPER_PROBABILITY (read when called). `context_speech(rng)` draws a random utterance that is not the keyword, for the speech context
         around a share (`context_probability`) of the windows; None adds no context."""
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         self.speed_probability = SPEED_PROBABILITY if speed_probability is None else speed_probability
         self.room_probability = ROOM_PROBABILITY if room_probability is None else room_probability
         self.channel_probability = CHANNEL_PROBABILITY if channel_probability is None else channel_probability
+        self.whisper_probability = WHISPER_PROBABILITY if whisper_probability is None else whisper_probability
         for name, value in (
             ("noise_probability", noise_probability),
             ("speed_probability", self.speed_probability),
             ("room_probability", self.room_probability),
             ("channel_probability", self.channel_probability),
             ("context_probability", context_probability),
+            ("whisper_probability", self.whisper_probability),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
@@ -187,13 +196,15 @@ class Augmenter:
         return changed if changed.size <= self.spec.clip_samples else utterance
 
     def window(self, utterance: np.ndarray) -> np.ndarray:
-        """float32 [clip_samples]: (sometimes) a pseudo-speaker's version of the utterance, shifted, (sometimes) in
+        """float32 [clip_samples]: (sometimes) the utterance whispered, (sometimes) a pseudo-speaker's version of it, shifted, (sometimes) in
         a room, plus noise at a random SNR (sometimes none), (sometimes) through a cheap channel, random gain."""
         length = self.spec.clip_samples
         utterance = np.asarray(utterance, dtype=np.float32)
         if utterance.size > length:  # stored utterances never are; a random clip-long piece otherwise
             start = int(self.rng.integers(0, utterance.size - length + 1))
             utterance = utterance[start : start + length]
+        if self.whisper_probability and utterance.size and self.rng.random() < self.whisper_probability:
+            utterance = whispered(utterance, self.spec, self.rng)
         if self.speed_probability and utterance.size and self.rng.random() < self.speed_probability:
             utterance = self._speed(utterance)
         room = None
@@ -268,6 +279,29 @@ class Augmenter:
         offset = (length - utterance.size) // 2
         window[offset : offset + utterance.size] = utterance
         return window
+
+
+def whispered(utterance: np.ndarray, spec: FeatureSpec, rng: np.random.Generator) -> np.ndarray:
+    """The utterance as a whisper: each short-time spectrum's envelope (cepstrally smoothed, so the harmonics of
+    the voice are gone) over random-phase noise, overlap-added; same length and RMS. float32."""
+    audio = np.asarray(utterance, dtype=np.float32)
+    if audio.size == 0:
+        return audio
+    n_fft, hop = WHISPER_FFT, WHISPER_HOP
+    padded = np.pad(audio, (n_fft, n_fft + hop - (audio.size % hop)))
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann: overlap-adds to 1.5 at hop n_fft / 4
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop] * window
+    log_magnitude = np.log(np.abs(np.fft.rfft(frames, axis=-1)) + 1e-7)
+    cepstrum = np.fft.irfft(log_magnitude, n=n_fft, axis=-1)
+    keep = max(1, round(WHISPER_LIFTER_S * spec.sample_rate))
+    cepstrum[:, keep : n_fft - keep + 1] = 0.0
+    envelope = np.exp(np.fft.rfft(cepstrum, axis=-1).real)
+    phase = np.exp(2j * np.pi * rng.random(envelope.shape))
+    pieces = np.fft.irfft(envelope * phase, n=n_fft, axis=-1) * window
+    out = np.zeros(padded.size, dtype=np.float64)
+    for index, piece in enumerate(pieces):  # ~130 frames per second of audio
+        out[index * hop : index * hop + n_fft] += piece
+    return _at_rms(out[n_fft : n_fft + audio.size], _rms(audio))
 
 
 # ---- rooms and channels (used by the evaluation streams, and by training when `room_probability` > 0) ----
