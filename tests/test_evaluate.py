@@ -25,6 +25,7 @@ from train.evaluate.scoring import (
     Curve,
     Scored,
     candidate_thresholds,
+    detection_delays,
     found_keywords,
     peak_thresholds,
     sweep,
@@ -331,3 +332,15 @@ def test_reference_curve_and_breakdown_by_voice_and_noise_on_real_streams(tmp_pa
     assert {"voice john", "voice piper:joe", "noise pink", "noise babble", "family tiny"} <= set(positives)
     assert positives["voice john"]["keywords"] == 4 and positives["family tiny"]["keywords"] == 8
     assert min(curve.frr) == 0.0  # at its most permissive threshold it finds every chirp
+
+
+def test_detection_delay_is_from_the_keyword_end_to_its_first_detection():
+    from train.evaluate.report import delay_summary
+
+    spans = [(1.0, 1.5), (5.0, 5.4), (9.0, 9.5)]
+    detections = np.array([1.9, 2.2, 5.3, 30.0])  # two hits on the first keyword, one early hit, a false accept
+    assert detection_delays(detections, spans, hit_after_s=1.0) == pytest.approx([0.4, -0.1])
+    scored = Scored(lambda threshold: detections if threshold < 0.5 else np.zeros(0), 60.0, spans, "f")
+    summary = delay_summary([scored], 0.4, 1.0)
+    assert summary["found"] == 2 and summary["median_s"] == pytest.approx(0.15)
+    assert delay_summary([scored], 0.9, 1.0) is None

@@ -25,7 +25,7 @@ from train.data.clipset import ClipSet
 from train.evaluate import peer as peer_module
 from train.evaluate.calibrate import write_threshold
 from train.evaluate.detectors import DEFAULT_DETECTOR, DETECTORS, CheckpointDetector, make_detector
-from train.evaluate.report import breakdown, false_accepts_by_group, operating_points, write_report
+from train.evaluate.report import breakdown, delay_summary, false_accepts_by_group, operating_points, write_report
 from train.evaluate.scoring import Scored, candidate_thresholds, sweep, threshold_for
 from train.evaluate.streams import Stream, StreamConfig, build_streams, load_streams, stream_audio
 from train.metrics import roc_auc
@@ -227,6 +227,7 @@ def operating_breakdown(curve, target, ours_pos, positives, ours_neg, negatives,
         "threshold": threshold,
         "why": why,
         "positives": breakdown(ours_pos, positives, threshold, hit_after),
+        "delay_after_keyword_end": delay_summary(ours_pos, threshold, hit_after),
         "negatives": false_accepts_by_group(ours_neg, [s.scene["noise"] for s in negatives], threshold),
     }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.evaluate.scoring import Curve, Scored, found_keywords, threshold_for
+from train.evaluate.scoring import Curve, Scored, detection_delays, found_keywords, threshold_for
 
 TARGETS_FA_PER_HOUR = (0.5, 0.1)
 SNR_BANDS_DB = ((5.0, 12.0), (12.0, 19.0), (19.0, 26.0))
@@ -36,6 +36,14 @@ def breakdown(positive: Sequence[Scored], streams: Sequence, threshold: float, h
             total[0] += len(scored.keyword_spans) - found
             total[1] += len(scored.keyword_spans)
     return {key: {"frr": missed / count, "keywords": count} for key, (missed, count) in sorted(groups.items())}
+
+
+def delay_summary(positive: Sequence[Scored], threshold: float, hit_after_s: float) -> dict | None:
+    """How long after the keyword ends the detector fires, over the keywords found at `threshold`."""
+    delays = [d for s in positive for d in detection_delays(s.detect(threshold), s.keyword_spans, hit_after_s)]
+    if not delays:
+        return None
+    return {"median_s": float(np.median(delays)), "p90_s": float(np.quantile(delays, 0.9)), "found": len(delays)}
 
 
 def false_accepts_by_group(negative: Sequence[Scored], kinds: Sequence[str], threshold: float) -> dict:
@@ -113,6 +121,10 @@ def markdown(report: dict) -> str:
             + f"{v['keywords']} |"
             for k, v in where["positives"].items()
         ]
+        delay = where.get("delay_after_keyword_end")
+        if delay:
+            lines += ["", f"Detections fire a median {delay['median_s']:.2f} s after the keyword ends (90% within "
+                      f"{delay['p90_s']:.2f} s; {delay['found']} keywords found)."]  # fmt: skip
         lines += ["", "| negatives | FA/h | false accepts | hours |", "| --- | --- | --- | --- |"]
         lines += [
             f"| {k} | {v['fa_per_hour']:.2f} | {v['false_accepts']} | {v['hours']:.2f} |"

@@ -67,6 +67,17 @@ def found_keywords(detections: np.ndarray, spans: Sequence[tuple[float, float]],
     return found, int((~matched).sum())
 
 
+def detection_delays(detections: np.ndarray, spans: Sequence[tuple[float, float]], hit_after_s: float) -> list:
+    """Seconds from each found keyword's end to its first detection (negative: fired before the word ended)."""
+    detections = np.asarray(detections, dtype=np.float64)
+    delays = []
+    for onset, offset in spans:
+        inside = detections[(detections >= onset) & (detections <= offset + hit_after_s)]
+        if inside.size:
+            delays.append(float(inside.min() - offset))
+    return delays
+
+
 def sweep(
     positive: Sequence[Scored],
     negative: Sequence[Scored],
