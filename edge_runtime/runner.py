@@ -253,8 +253,9 @@ def detect_loop(
 ) -> None:
     """Until the source ends, `stop` is set or `duration_s` of audio is done: score, detect, emit, record.
 
-    When a finite source (file, standard input) ends, its last partial step is scored too (`StreamingScorer.flush`),
-    so a keyword at the very end of the input is not lost; a stop by signal or `duration_s` does not flush."""
+    When a finite source (file, standard input) ends, its last partial step is scored too, followed by silence for
+    the smoothing span (`StreamingScorer.flush`), so a keyword at the very end of the input is not lost; a stop by
+    signal or `duration_s` does not flush."""
     max_steps = None if duration_s is None else int(np.ceil(duration_s / scorer.seconds_per_step - 1e-9))
 
     def handle(steps: list, arrived: int) -> bool:
@@ -277,7 +278,7 @@ def detect_loop(
             return
     if not stop.is_set():  # the input ended (a microphone never does)
         arrived = time.perf_counter_ns()
-        handle(scorer.flush(), arrived)
+        handle(scorer.flush(tail_seconds=post.policy.smoothing_seconds), arrived)
 
 
 @contextlib.contextmanager

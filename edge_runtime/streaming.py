@@ -180,26 +180,40 @@ class StreamingScorer:
             steps.append(self._step(self.front_end.pop(), started))
         return steps
 
-    def flush(self) -> list[StepScores]:
-        """End of input: score the audio that did not fill a whole step, completed with silence (zeros).
+    def flush(self, tail_seconds: float = 0.0) -> list[StepScores]:
+        """End of input: score the audio that did not fill a whole step, completed with silence (zeros), and
+        `tail_seconds` of silence after it.
 
         Without this the last up to `seconds_per_step` of a file would never be scored, and a keyword that ends
         with the file would be lost: the window model scores a window flush with the end of a file, the stream
         would stop at the last whole step before it (a 1 s file ending in a 0.25 s keyword peaked at 0.49 with
         the tiny test model, under the threshold, where the window model gives 0.79; flushed: 0.79). Zeros are
-        what the window model pads a short file with. The outputs of this step are kept up to the first one that
-        has read the last real sample (later ones would read nothing but padding), so a time is at most one
-        output period past the end. Full steps are untouched: the stream still equals the window model on them.
+        what the window model pads a short file with. The outputs are kept up to the first one that has read the
+        last real sample plus `tail_seconds`, so a time is at most one output period past that. Full steps are
+        untouched: the stream still equals the window model on them.
+
+        `tail_seconds` is for the post-processing: its moving average over `smoothing_seconds` needs that long
+        after a word to reach the word's level, as it gets live, where the audio goes on (a pause) after a word.
+        The tail counts as scored time, not as audio (`audio_seconds` stays the input's length).
         Call it once, at the end; `push` must not follow."""
+        if tail_seconds < 0:
+            raise ValueError(f"tail_seconds must be >= 0, got {tail_seconds}")
         started = time.perf_counter_ns()
+        real_samples = self.samples_pushed
+        end_s = real_samples / self.spec.sample_rate + tail_seconds
+        steps = self.push(np.zeros(round(tail_seconds * self.spec.sample_rate), np.float32)) if tail_seconds else []
+        self.samples_pushed = real_samples
         frames = self.front_end.flush()
         self.flushed = True
-        if frames is None:
-            return []
-        step = self._step(frames, started)
-        end_s = self.samples_pushed / self.spec.sample_rate
-        keep = min(len(step.times_s), int(np.count_nonzero(step.times_s < end_s - 1e-9)) + 1)
-        return [StepScores(step.times_s[:keep], step.scores[:keep], step.features_ns, step.model_ns)]
+        if frames is not None:
+            steps.append(self._step(frames, started))
+        kept = []
+        for step in steps:  # drop outputs that read nothing but padding
+            keep = min(len(step.times_s), int(np.count_nonzero(step.times_s < end_s - 1e-9)) + 1)
+            kept.append(StepScores(step.times_s[:keep], step.scores[:keep], step.features_ns, step.model_ns))
+            if keep < len(step.times_s):
+                break
+        return kept
 
     def _step(self, frames: np.ndarray, started: int) -> StepScores:
         featured = time.perf_counter_ns()

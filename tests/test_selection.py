@@ -78,12 +78,12 @@ def test_frr_at_a_target_rate_on_constructed_tracks():
     streams = positive + negative
     # At 1 FA/h one false peak may fire: the threshold sits just above 0.5 and only the 0.3 keyword is missed. At
     # 0.5 FA/h (no false accept in this hour) it must clear 0.7: the 0.6 and 0.3 keywords are missed.
-    quality = quality_at(streams, tracks, PERIOD_S, (1.0, 0.5), 1.0)
+    quality = quality_at(streams, tracks, PERIOD_S, (1.0, 0.5), 1.0, smoothing_seconds=0.1)  # inside the plateaus
     assert quality.frr == pytest.approx((0.25, 0.5)) and quality.mean_frr == pytest.approx(0.375)
     assert quality.thresholds == pytest.approx((0.5, 0.7), abs=1e-5) and quality.thresholds[0] > 0.5
     # A negative that scores 1.0 for good: no threshold keeps within any rate below one per hour.
     saturated = [_track(20, [(2.2, 0.9)]), _track(20, [(5.2, 0.8)]), _track(3600, [(100, 1.0)])]
-    never = quality_at(streams, saturated, PERIOD_S, (0.5,), 1.0)
+    never = quality_at(streams, saturated, PERIOD_S, (0.5,), 1.0, smoothing_seconds=0.1)
     assert never.frr == (1.0,) and never.thresholds == (None,)
 
 

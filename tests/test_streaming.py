@@ -220,6 +220,30 @@ def test_end_of_input_flush_scores_the_last_partial_step(bundle):
     assert abs(after - window_peak) <= INT8_TOLERANCE  # measured 0.785 vs 0.785
 
 
+def test_flush_with_a_tail_scores_silence_after_the_end_for_the_smoothing(bundle):
+    """A tail of silence after the end keeps the keyword in view long enough for a moving average to reach it;
+    the tail is scored time, not audio."""
+    from edge_runtime.postprocess import smoothed_track
+
+    audio = keyword_at_end()
+    stream_bundle = load_stream_bundle(bundle)
+    period = stream_bundle.stream.stride_frames * SPEC.hop_ms / 1000
+
+    def scores(tail: float):
+        scorer = StreamingScorer(stream_bundle.stream, stream_bundle.keyword_index)
+        steps = scorer.push(audio) + scorer.flush(tail_seconds=tail)
+        assert scorer.audio_seconds == 1.0
+        return np.concatenate([s.times_s for s in steps]), np.concatenate([s.scores for s in steps])
+
+    (plain_times, plain), (tail_times, tailed) = scores(0.0), scores(0.5)
+    assert 1.0 <= plain_times[-1] < 1.0 + period and 1.5 <= tail_times[-1] < 1.5 + period
+    np.testing.assert_array_equal(tailed[: plain.size - 1], plain[:-1])  # the real audio scores as before
+    # Averaged over 0.5 s, the keyword at the very end only reaches its level with the tail after it.
+    assert smoothed_track(tailed, 0.5, period).max() > smoothed_track(plain, 0.5, period).max() + 0.1
+    with pytest.raises(ValueError, match="tail_seconds"):
+        StreamingScorer(stream_bundle.stream, stream_bundle.keyword_index).flush(tail_seconds=-1.0)
+
+
 def test_flush_adds_nothing_when_every_sample_is_in_a_step(bundle):
     stream_bundle = load_stream_bundle(bundle)
     scorer = StreamingScorer(stream_bundle.stream, stream_bundle.keyword_index)

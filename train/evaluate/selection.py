@@ -155,20 +155,23 @@ class ValStreams:
         return tracks, model.stem_stride * spec.hop_ms / 1000
 
 
-def quality_at(streams, tracks, period_s: float, rates: tuple[float, ...], hit_after_s: float) -> StreamQuality:
+def quality_at(
+    streams, tracks, period_s: float, rates: tuple[float, ...], hit_after_s: float,
+    smoothing_seconds: float = DEFAULT_SMOOTHING_SECONDS,
+) -> StreamQuality:  # fmt: skip
     """FRR at each of `rates` FA/h of score tracks ((times, scores) per stream) through the streaming
-    post-processing."""
+    post-processing (the deployed default smoothing unless `smoothing_seconds` is given)."""
 
     def scored(stream, track) -> Scored:
         def detect(threshold: float) -> np.ndarray:
-            policy = DetectionPolicy(threshold, DEFAULT_REFRACTORY_SECONDS, DEFAULT_SMOOTHING_SECONDS)
+            policy = DetectionPolicy(threshold, DEFAULT_REFRACTORY_SECONDS, smoothing_seconds)
             return np.array([d.time_s for d in PostProcessor(policy, period_s).update(*track)])
 
         return Scored(detect, stream.seconds, stream.keyword_spans, stream.family)
 
     positive = [scored(s, t) for s, t in zip(streams, tracks, strict=True) if s.kind == "positive"]
     negative = [scored(s, t) for s, t in zip(streams, tracks, strict=True) if s.kind == "negative"]
-    negatives = [smoothed_track(t[1], DEFAULT_SMOOTHING_SECONDS, period_s)
+    negatives = [smoothed_track(t[1], smoothing_seconds, period_s)
                  for s, t in zip(streams, tracks, strict=True) if s.kind == "negative"]  # fmt: skip
     curve = sweep(positive, negative, peak_thresholds(negatives), hit_after_s, stop_above_fa_per_hour=max(rates))
     points = [threshold_for(curve, rate) for rate in rates]
