@@ -345,3 +345,22 @@ def test_the_bank_leaves_out_what_the_teacher_left_out(tiny):
     assert (left_out.views[0].labels == 0).sum() == (bank.views[0].labels == 0).sum() - 8
     assert len(left_out.val) == len(bank.val) - 2 and len(left_out.test) == len(bank.test)
     assert left_out.data_info()["leave_out"] == ["noise:2"] and "leave_out" not in bank.data_info()
+
+
+def test_named_students_build_their_sizes_and_anything_else_is_refused():
+    import argparse
+
+    from train.compress.separable import STUDENT, STUDENTS
+
+    sizes = {}
+    for name in ("budget", "quality"):
+        model = build_model("dscnn", SPEC.n_mels, 2, **cli._student_config(name))
+        macs = count_macs(model, SPEC.frames_per_clip, SPEC.n_mels).total
+        sizes[name] = (sum(p.numel() for p in model.parameters()), macs)
+    assert sizes["budget"] == (2_190, 37_060)  # docs/compression.md, before folding
+    assert sizes["quality"] == (16_530, 224_720) and 852_048 / sizes["quality"][1] > 3.7  # the CRNN: 852,048 MACs
+    assert cli._student_config("budget") == STUDENT and set(STUDENTS) == {"budget", "quality"}
+    assert cli._student_config('{"channels": 32}') == {"channels": 32}
+    for bad in ("large", "[1, 2]"):
+        with pytest.raises(argparse.ArgumentTypeError, match="budget, quality"):
+            cli._student_config(bad)

@@ -24,7 +24,7 @@ from train.compress.bank import build_bank
 from train.compress.chain import METHODS, ChainSettings, Stage, parse_methods, run_chain
 from train.compress.macs import count_macs
 from train.compress.prune import crnn_config
-from train.compress.separable import site_widths
+from train.compress.separable import STUDENTS, site_widths
 from train.data.clipset import META_FILE
 from train.evaluate.selection import StreamSelection, load_val_streams, why_not_streams
 from train.fit import pick_device
@@ -74,8 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-ablation", action="store_true",
                         help="skip running each method alone (saves ~2 min; default: run it)")
     parser.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="augmented epochs kept in memory, cycled")
-    parser.add_argument("--student", type=_json_config, default=defaults.student,
-                        help="DS-CNN config the chain distils into (JSON, CausalDSCNN keyword arguments)")
+    parser.add_argument("--student", type=_student_config, default=defaults.student,
+                        help="DS-CNN the chain distils into: budget (within issue 5's 25x budget), quality (64 "
+                             "channels, 4x fewer MACs than the CRNN; docs/quality.md) or a JSON object of "
+                             "CausalDSCNN keyword arguments")
     parser.add_argument("--prune-floor", type=_json_widths, default=defaults.prune_floor,
                         help="smallest DS-CNN widths pruning may reach (JSON list: stem, then each block)")
     parser.add_argument("--crnn-target", type=_json_config, default=defaults.crnn_target,
@@ -139,6 +141,15 @@ _HELP = {
     "prune_accuracy_drop": "a pruning step is kept only if val accuracy falls by at most this from the unpruned model",
     "prune_auc_drop": "... and val ROC AUC by at most this",
 }
+
+
+def _student_config(text: str) -> dict:
+    """A named student (`separable.STUDENTS`) or a JSON object of CausalDSCNN keyword arguments."""
+    if text in STUDENTS:
+        return dict(STUDENTS[text])
+    if not text.lstrip().startswith("{"):
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(STUDENTS)} or a JSON object, got {text!r}")
+    return _json_config(text)
 
 
 def _json_config(text: str) -> dict:
