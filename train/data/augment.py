@@ -54,7 +54,7 @@ CONTEXT_LEVEL_DB = (-6.0, 3.0)  # relative to the utterance's own level
 # which training gets at most one. A share of the windows (off by default; `--whisper P`) gets its utterance
 # re-excited by noise under its own spectral envelope: the words and formants stay, the voicing goes.
 WHISPER_PROBABILITY = 0.0
-WHISPER_FFT, WHISPER_HOP = 512, 128  # 32 ms frames at 16 kHz, 75% overlap (a Hann window sums to a constant)
+WHISPER_FRAME_S = 0.032  # analysis frames (512 samples at 16 kHz), hopped by a quarter: Hann windows sum to a constant
 WHISPER_LIFTER_S = 0.0015  # cepstrum kept below 1.5 ms: the vocal tract's envelope, not the pitch (2.5-12 ms)
 
 
@@ -143,8 +143,9 @@ class Augmenter:
         whisper_probability: float | None = None,
     ) -> None:
         """The speed, room, channel and whisper probabilities default to the module's SPEED_/ROOM_/CHANNEL_/
-        WHISPER_PROBABILITY (read when called). `context_speech(rng)` draws a random utterance that is not the keyword, for the speech context
-        around a share (`context_probability`) of the windows; None adds no context."""
+        WHISPER_PROBABILITY (read when called). `context_speech(rng)` draws a random utterance that is not the
+        keyword, for the speech context around a share (`context_probability`) of the windows; None adds no
+        context."""
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         self.speed_probability = SPEED_PROBABILITY if speed_probability is None else speed_probability
@@ -196,8 +197,9 @@ class Augmenter:
         return changed if changed.size <= self.spec.clip_samples else utterance
 
     def window(self, utterance: np.ndarray) -> np.ndarray:
-        """float32 [clip_samples]: (sometimes) the utterance whispered, (sometimes) a pseudo-speaker's version of it, shifted, (sometimes) in
-        a room, plus noise at a random SNR (sometimes none), (sometimes) through a cheap channel, random gain."""
+        """float32 [clip_samples]: (sometimes) the utterance whispered, (sometimes) a pseudo-speaker's version of
+        it, shifted, (sometimes) in a room, plus noise at a random SNR (sometimes none), (sometimes) through a cheap
+        channel, random gain."""
         length = self.spec.clip_samples
         utterance = np.asarray(utterance, dtype=np.float32)
         if utterance.size > length:  # stored utterances never are; a random clip-long piece otherwise
@@ -287,7 +289,8 @@ def whispered(utterance: np.ndarray, spec: FeatureSpec, rng: np.random.Generator
     audio = np.asarray(utterance, dtype=np.float32)
     if audio.size == 0:
         return audio
-    n_fft, hop = WHISPER_FFT, WHISPER_HOP
+    hop = max(1, round(WHISPER_FRAME_S * spec.sample_rate / 4))
+    n_fft = 4 * hop
     padded = np.pad(audio, (n_fft, n_fft + hop - (audio.size % hop)))
     window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann: overlap-adds to 1.5 at hop n_fft / 4
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop] * window

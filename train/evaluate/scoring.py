@@ -55,13 +55,18 @@ class Curve:
         }
 
 
+def _span_hits(detections: np.ndarray, spans: Sequence[tuple[float, float]], hit_after_s: float):
+    """Per span, which detections find it: those in [onset, offset + hit_after_s]."""
+    for onset, offset in spans:
+        yield offset, (detections >= onset) & (detections <= offset + hit_after_s)
+
+
 def found_keywords(detections: np.ndarray, spans: Sequence[tuple[float, float]], hit_after_s: float):
     """(number of spans with a detection in [onset, offset + hit_after_s], detections that matched no span)."""
     detections = np.asarray(detections, dtype=np.float64)
     matched = np.zeros(detections.size, dtype=bool)
     found = 0
-    for onset, offset in spans:
-        inside = (detections >= onset) & (detections <= offset + hit_after_s)
+    for _, inside in _span_hits(detections, spans, hit_after_s):
         found += bool(inside.any())
         matched |= inside
     return found, int((~matched).sum())
@@ -70,12 +75,11 @@ def found_keywords(detections: np.ndarray, spans: Sequence[tuple[float, float]],
 def detection_delays(detections: np.ndarray, spans: Sequence[tuple[float, float]], hit_after_s: float) -> list:
     """Seconds from each found keyword's end to its first detection (negative: fired before the word ended)."""
     detections = np.asarray(detections, dtype=np.float64)
-    delays = []
-    for onset, offset in spans:
-        inside = detections[(detections >= onset) & (detections <= offset + hit_after_s)]
-        if inside.size:
-            delays.append(float(inside.min() - offset))
-    return delays
+    return [
+        float(detections[inside].min() - offset)
+        for offset, inside in _span_hits(detections, spans, hit_after_s)
+        if inside.any()
+    ]
 
 
 def sweep(
