@@ -23,6 +23,7 @@ from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
+from train.data.batches import FIT_EPOCH, AugmentedBatches, auto_workers, workers_option
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
 from train.losses import class_weights
@@ -58,6 +59,9 @@ class FitConfig:
     false_accept_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
+    # Processes that augment the next batches while the model trains (train.data.batches); None: auto_workers().
+    # The model is the same for any number.
+    workers: int | None = None
     resume: bool = False
     stop_after_epochs: int | None = None  # end this invocation early (time-boxed jobs); resume later
 
@@ -128,13 +132,6 @@ def train_one_epoch(
     return total_loss / max(seen, 1)
 
 
-def augmented_batches(clips: ClipSet, augmenter: Augmenter, order: np.ndarray, batch_size: int):
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
-        audio = np.stack([augmenter.window(clips.utterance(i)) for i in chosen])
-        yield audio, clips.labels[chosen].astype(np.int64)
-
-
 def training_augmenter(
     clips: ClipSet, spec, rng: np.random.Generator, speech_context: float, whisper: float = 0.0
 ) -> Augmenter:
@@ -151,17 +148,26 @@ def fit(config: FitConfig) -> dict:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = pick_device(config.device)
-    use_amp = device.type == "cuda"
     clips = ClipSet.load(config.data)
     if config.leave_out:
         left_out = clips.leave_out(config.leave_out)
         print(f"leaving out {left_out} train and val utterances of {', '.join(config.leave_out)}", file=sys.stderr)
     spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
+    augmenter = training_augmenter(clips, spec, rng, config.speech_context, config.whisper)
+    workers = auto_workers(device.type) if config.workers is None else config.workers
+    # Made before CUDA starts: the workers are forked and only ever run numpy.
+    batches = AugmentedBatches(clips, augmenter, config.seed, workers)
+    try:
+        return _fit(config, clips, spec, rng, augmenter, batches, device)
+    finally:
+        batches.close()
+
+
+def _fit(config: FitConfig, clips: ClipSet, spec, rng, augmenter: Augmenter, batches: AugmentedBatches, device):
+    use_amp = device.type == "cuda"
     labels = list(clips.meta["labels"])
     keyword = clips.meta["keyword"]
     keyword_index = labels.index(keyword)
-
-    augmenter = training_augmenter(clips, spec, rng, config.speech_context, config.whisper)
     front_end = TorchLogMel(spec).to(device)
     model = build_model(config.model, n_mels=spec.n_mels, num_classes=len(labels)).to(device)
     model_config: dict = {}  # architecture defaults; compression stages will store their overrides here
@@ -190,7 +196,7 @@ def fit(config: FitConfig) -> dict:
     )
     print(
         f"training {config.model} ({count_parameters(model):,} parameters) on {device.type} for {config.epochs} "
-        f"epochs, {steps_per_epoch} steps each",
+        f"epochs, {steps_per_epoch} steps each, {batches.workers} augmentation workers",
         file=sys.stderr,
     )
     config.out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +218,7 @@ def fit(config: FitConfig) -> dict:
         with tqdm(total=len(order), desc=f"epoch {epoch}/{config.epochs}", unit="clip", disable=None) as bar:
             loss = train_one_epoch(
                 model, front_end, optimizer, scheduler, scaler,
-                augmented_batches(clips, augmenter, order, config.batch_size), device, use_amp, bar,
+                batches.batches(order, config.batch_size, stream=(FIT_EPOCH, epoch)), device, use_amp, bar,
                 masks=SpecAugment() if config.spec_augment else None,
                 false_accept_weight=config.false_accept_weight,
             )
@@ -269,6 +275,8 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
         **({"false_accept_weight": config.false_accept_weight} if config.false_accept_weight != 1.0 else {}),
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
+        # States written before augmentation drew per-batch streams (train.data.batches) continue differently.
+        "augmentation_streams": "per-batch",
     }
 
 
@@ -317,6 +325,11 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         "--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="auto picks CUDA when present"
     )
     parser.add_argument(
+        "--workers", type=workers_option, default="auto", metavar="N",
+        help="processes that augment the next batches while the model trains; the model is the same for any N "
+        "(auto: on a GPU all cores but one, at most 8; on the CPU 0, i.e. augment in this process)",
+    )
+    parser.add_argument(
         "--resume", action="store_true",
         help=f"continue from OUT/{RESUME_FILE} (written after every epoch) if a run with the same settings wrote it",
     )
@@ -333,6 +346,7 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         parser.error(f"--whisper must be within 0..1, got {args.whisper}")
     if args.false_accept_weight <= 0:
         parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
+    args.workers = None if args.workers == "auto" else args.workers
     return FitConfig(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from convert.windows import WindowMaker
 from edge_runtime.features import FeatureSpec
 from train.compress.distill import logits_and_embedding
+from train.data.batches import BANK_VIEW, AugmentedBatches, auto_workers
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
 from train.fit import epoch_indices, training_augmenter
@@ -87,7 +88,9 @@ def build_bank(
     speech_context: float = 0.0,
     whisper: float = 0.0,
     leave_out: list[str] | None = None,
+    workers: int | None = None,
 ) -> Bank:
+    """`workers`: augmentation processes (train.data.batches; None: auto_workers()); the bank is the same for any."""
     clips = ClipSet.load(clipset_path)
     clips.leave_out(leave_out or [])
     spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
@@ -99,9 +102,11 @@ def build_bank(
     front_end = TorchLogMel(spec).to(device)
     teacher = teacher.to(device).eval()
     built = []
-    for index in range(views):
-        order = epoch_indices(clips, positive_fraction, rng)
-        built.append(_view(clips, augmenter, front_end, teacher, order, device, f"view {index + 1}/{views}"))
+    with AugmentedBatches(clips, augmenter, seed, auto_workers(device.type) if workers is None else workers) as batches:
+        for index in range(views):
+            order = epoch_indices(clips, positive_fraction, rng)
+            made = batches.batches(order, FEATURE_BATCH, stream=(BANK_VIEW, index))
+            built.append(_view(made, len(order), front_end, teacher, device, f"view {index + 1}/{views}"))
     maker = WindowMaker(clips, spec)
     val, test = maker.split("val"), maker.split("test")
     if len(val) == 0 or len(test) == 0:
@@ -120,21 +125,20 @@ def build_bank(
 
 
 @torch.no_grad()
-def _view(clips, augmenter, front_end, teacher, order, device, desc) -> View:
-    features, logits, embeddings = [], [], []
-    with tqdm(total=len(order), desc=f"bank {desc}", unit="clip", disable=None) as bar:
-        for start in range(0, len(order), FEATURE_BATCH):
-            chosen = order[start : start + FEATURE_BATCH]
-            audio = torch.from_numpy(np.stack([augmenter.window(clips.utterance(i)) for i in chosen])).to(device)
-            batch = front_end(audio)
+def _view(batches, size, front_end, teacher, device, desc) -> View:
+    features, labels, logits, embeddings = [], [], [], []
+    with tqdm(total=size, desc=f"bank {desc}", unit="clip", disable=None) as bar:
+        for audio, batch_labels in batches:
+            batch = front_end(torch.from_numpy(audio).to(device))
             teacher_logits, teacher_embedding = logits_and_embedding(teacher, batch)
             features.append(batch.half().cpu())
             logits.append(teacher_logits.float().cpu())
             embeddings.append(teacher_embedding.float().cpu())
-            bar.update(len(chosen))
+            labels.append(torch.from_numpy(batch_labels))
+            bar.update(len(batch_labels))
     return View(
         features=torch.cat(features),
-        labels=torch.from_numpy(clips.labels[order].astype(np.int64)),
+        labels=torch.cat(labels),
         teacher_logits=torch.cat(logits),
         teacher_embedding=torch.cat(embeddings),
     )

@@ -25,6 +25,7 @@ from train.compress.chain import METHODS, ChainSettings, Stage, parse_methods, r
 from train.compress.macs import count_macs
 from train.compress.prune import crnn_config
 from train.compress.separable import STUDENTS, site_widths
+from train.data.batches import workers_option
 from train.data.clipset import META_FILE
 from train.evaluate.selection import StreamSelection, load_val_streams, why_not_streams
 from train.fit import pick_device
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --select-on streams: where the val streams are cached")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for augmentation, order and weights")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto picks CUDA if present")
+    parser.add_argument("--workers", type=workers_option, default="auto", metavar="N",
+                        help="processes that augment the bank's views; the bank is the same for any N (auto: on a GPU "
+                             "all cores but one, at most 8; on the CPU 0, i.e. augment in this process)")
     return parser
 
 
@@ -252,7 +256,8 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
     say(f"compress: building {args.views} augmented views of {data} with the teacher's outputs on {device.type}")
     # The student leaves out what its teacher left out (train.fit --leave-out), or it would hear that family.
     bank = build_bank(data, teacher, args.views, settings.seed, device, speech_context=args.speech_context,
-                      whisper=args.whisper, leave_out=teacher_info.left_out)
+                      whisper=args.whisper, leave_out=teacher_info.left_out,
+                      workers=None if args.workers == "auto" else args.workers)
     if (bank.labels, bank.keyword) != (teacher_info.labels, teacher_info.keyword):
         raise ValueError(f"clip set {data} is labelled {bank.labels}, the teacher {teacher_info.labels}")
     say(f"compress: bank ready in {time.monotonic() - started:.0f} s ({sum(len(v) for v in bank.views)} windows)")

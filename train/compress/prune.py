@@ -62,8 +62,10 @@ def taylor_importance(model: nn.Module, sites: list[Site], bank: Bank, device: t
     for start in range(0, len(order), IMPORTANCE_BATCH_SIZE):
         chosen = order[start : start + IMPORTANCE_BATCH_SIZE]
         model.zero_grad(set_to_none=True)
-        logits = model(view.features[chosen].to(device).float())
-        nn.functional.cross_entropy(logits, view.labels[chosen].to(device)).backward()
+        # cuDNN's GRU refuses a backward pass in eval mode: the CRNN's gradients come from torch's own GRU.
+        with torch.backends.cudnn.flags(enabled=False):
+            logits = model(view.features[chosen].to(device).float())
+            nn.functional.cross_entropy(logits, view.labels[chosen].to(device)).backward()
         with torch.no_grad():
             for total, site in zip(totals, sites, strict=True):
                 change = sum(reduce(param * param.grad) for param, reduce in site.parts)
