@@ -83,7 +83,9 @@ def ratios(rows: list[dict], manifest: dict, streaming: list[dict] = ()) -> dict
     teacher_cpu = next((r for r in rows if r["backend"] == "torch" and r["device"] == "cpu" and "latency" in r
                         and r["architecture"] != arch), None)
     student_cpu = _row(rows, "torch", "fp32", "cpu", arch)
-    gpu = _row(rows, "torch", "fp32", "cuda", arch) or _row(rows, "onnxruntime", "fp32", "cuda")
+    # The GPU baseline is the teacher (the CRNN baseline) in torch on the GPU, as the CPU one is.
+    gpu = next((r for r in rows if r["backend"] == "torch" and r["device"] == "cuda" and "latency" in r
+                and r["architecture"] != arch), None) or _row(rows, "onnxruntime", "fp32", "cuda")
     def p50(row: dict) -> float:
         return row["latency"]["p50_us"]
 
@@ -295,7 +297,7 @@ def markdown(report: dict) -> str:
         lines.append(f"- {reason}")
     lines += ["", "Ratios (measured in this run):", ""]
     for key, value in report["ratios"].items():
-        lines.append(f"- {key}: {value if isinstance(value, str) else f'{value:.1f}x'}")
+        lines.append(f"- {key}: {value if isinstance(value, str) else f'{value:.3g}x'}")
     if report["devices"]:
         lines += ["", "Devices:", "", "| device results | rtf | vs workstation proxy |", "|---|---|---|"]
         for device in report["devices"]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.report import PEER_ROW, peer_exponent, validate
+from benchmarks.report import PEER_ROW, peer_exponent, ratios, validate
 from tests.tiny import REPO, shared_dscnn_bundle
 
 ITERATIONS = 30  # enough to exercise the method; real reports use >= 1000
@@ -81,6 +81,20 @@ def test_gpu_rows_say_why_they_are_missing_never_a_number(tiny_report):
                 assert row["not_measured"] == "not measured: no CUDA device" and "latency" not in row
     if not torch.cuda.is_available():
         assert report["ratios"]["edge_proxy_vs_gpu_baseline_latency_ratio"] == "not measured: no CUDA device"
+
+
+def test_the_gpu_baseline_is_the_teacher_on_the_gpu():
+    """Rows as a machine with a GPU measures them: the edge proxy is compared with the CRNN teacher on CUDA, not
+    with the first DS-CNN row on CUDA."""
+    def row(backend, device, architecture, p50, precision="fp32"):
+        return {"backend": backend, "device": device, "architecture": architecture, "precision": precision,
+                "latency": {"p50_us": p50}}
+
+    rows = [row("torch", "cpu", "crnn", 800.0), row("torch", "cuda", "dscnn", 900.0),
+            row("torch", "cuda", "crnn", 500.0), row("tflite", "cpu", "dscnn", 25.0, "int8")]
+    result = ratios(rows, {"model": {"architecture": "dscnn"}})
+    assert result["edge_proxy_vs_gpu_baseline_latency_ratio"] == pytest.approx(25.0 / 500.0)
+    assert result["int8_tflite_vs_teacher_torch_cpu_speedup"] == pytest.approx(800.0 / 25.0)
 
 
 def test_device_results_merge_without_measuring_again(tiny_report, tmp_path):
