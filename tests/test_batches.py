@@ -8,7 +8,7 @@ import pytest
 from edge_runtime.features import FeatureSpec
 from tests.tiny import make_tiny_clipset
 from train.data.augment import Augmenter
-from train.data.batches import BANK_VIEW, FIT_EPOCH, AugmentedBatches, auto_workers, workers_option
+from train.data.batches import BANK_VIEW, FIT_EPOCH, AugmentedBatches, auto_workers, worker_count, workers_option
 from train.data.clipset import ClipSet
 
 SPEC = FeatureSpec()
@@ -66,7 +66,8 @@ def test_an_early_stop_ends_the_workers(clips):
 def test_worker_counts():
     assert auto_workers("cuda", 1) == 0 and auto_workers("cuda", 2) == 1 and auto_workers("cuda", 16) == 8
     assert auto_workers("cpu", 16) == 0  # measured: no faster on the CPU
-    assert workers_option("auto") == "auto" and workers_option("0") == 0 and workers_option("3") == 3
+    assert worker_count(None, "cpu") == 0 and worker_count(3, "cpu") == 3
+    assert workers_option("auto") is None and workers_option("0") == 0 and workers_option("3") == 3
     for bad in ("-1", "two", "1.5"):
         with pytest.raises(argparse.ArgumentTypeError, match="auto or a whole number"):
             workers_option(bad)

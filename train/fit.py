@@ -23,7 +23,7 @@ from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
-from train.data.batches import FIT_EPOCH, AugmentedBatches, auto_workers, workers_option
+from train.data.batches import FIT_EPOCH, AugmentedBatches, worker_count, workers_option
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
 from train.losses import class_weights
@@ -59,7 +59,7 @@ class FitConfig:
     false_accept_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
-    # Processes that augment the next batches while the model trains (train.data.batches); None: auto_workers().
+    # Processes that augment the next batches while the model trains (train.data.batches); None: auto, worker_count().
     # The model is the same for any number.
     workers: int | None = None
     resume: bool = False
@@ -154,9 +154,8 @@ def fit(config: FitConfig) -> dict:
         print(f"leaving out {left_out} train and val utterances of {', '.join(config.leave_out)}", file=sys.stderr)
     spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
     augmenter = training_augmenter(clips, spec, rng, config.speech_context, config.whisper)
-    workers = auto_workers(device.type) if config.workers is None else config.workers
-    # Made before CUDA starts: the workers are forked and only ever run numpy.
-    batches = AugmentedBatches(clips, augmenter, config.seed, workers)
+    # Made before any tensor is on the GPU: the workers are forked and only ever run numpy.
+    batches = AugmentedBatches(clips, augmenter, config.seed, worker_count(config.workers, device.type))
     try:
         return _fit(config, clips, spec, rng, augmenter, batches, device)
     finally:
@@ -346,7 +345,6 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         parser.error(f"--whisper must be within 0..1, got {args.whisper}")
     if args.false_accept_weight <= 0:
         parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
-    args.workers = None if args.workers == "auto" else args.workers
     return FitConfig(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 
 

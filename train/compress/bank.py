@@ -21,7 +21,7 @@ from tqdm import tqdm
 from convert.windows import WindowMaker
 from edge_runtime.features import FeatureSpec
 from train.compress.distill import logits_and_embedding
-from train.data.batches import BANK_VIEW, AugmentedBatches, auto_workers
+from train.data.batches import BANK_VIEW, AugmentedBatches, worker_count
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
 from train.fit import epoch_indices, training_augmenter
@@ -90,7 +90,7 @@ def build_bank(
     leave_out: list[str] | None = None,
     workers: int | None = None,
 ) -> Bank:
-    """`workers`: augmentation processes (train.data.batches; None: auto_workers()); the bank is the same for any."""
+    """`workers`: augmentation processes (train.data.batches; None: auto); the bank is the same for any count."""
     clips = ClipSet.load(clipset_path)
     clips.leave_out(leave_out or [])
     spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
@@ -102,7 +102,7 @@ def build_bank(
     front_end = TorchLogMel(spec).to(device)
     teacher = teacher.to(device).eval()
     built = []
-    with AugmentedBatches(clips, augmenter, seed, auto_workers(device.type) if workers is None else workers) as batches:
+    with AugmentedBatches(clips, augmenter, seed, worker_count(workers, device.type)) as batches:
         for index in range(views):
             order = epoch_indices(clips, positive_fraction, rng)
             made = batches.batches(order, FEATURE_BATCH, stream=(BANK_VIEW, index))

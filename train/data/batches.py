@@ -45,10 +45,10 @@ def auto_workers(device_type: str, cpu_count: int | None = None) -> int:
     return max(0, min(MAX_AUTO_WORKERS, cores - 1))
 
 
-def workers_option(text: str) -> str | int:
-    """argparse type of `--workers`: "auto" or a count >= 0."""
+def workers_option(text: str) -> int | None:
+    """argparse type of `--workers`: "auto" (None, see `worker_count`) or a count >= 0."""
     if text == "auto":
-        return text
+        return None
     try:
         count = int(text)
     except ValueError:
@@ -56,6 +56,11 @@ def workers_option(text: str) -> str | int:
     if count < 0:
         raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 0, got {text!r}")
     return count
+
+
+def worker_count(requested: int | None, device_type: str) -> int:
+    """The count asked for, or `auto_workers` for the device when None ("auto")."""
+    return auto_workers(device_type) if requested is None else requested
 
 
 def batch_generator(seed: int, stream: Stream, index: int) -> np.random.Generator:
