@@ -82,7 +82,7 @@ def measure_features(spec: FeatureSpec, iterations: int) -> dict:
 def measure_tflite(model_path: Path, spec: FeatureSpec, iterations: int) -> dict:
     from edge_runtime.interpreter import TfliteModel
 
-    model = TfliteModel(model_path, num_threads=1)
+    model = TfliteModel(model_path, num_threads=1)  # timed with the runtime's softmax of the logits, as deployed
     features = example_features(spec, 1)[0]
     return {"latency": timed_calls(lambda: model.probabilities(features), iterations), "batch_sizes": [1]}
 

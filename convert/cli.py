@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="python -m convert",
         description=(
-            "Convert a trained checkpoint into an edge bundle: ONNX (opset 17, softmax included), TFLite float32 and "
+            "Convert a trained checkpoint into an edge bundle: ONNX (opset 17, class logits out), TFLite float32 and "
             f"full-integer int8 (int8 input and output) via onnx2tf, every artifact scored on the test split, and a "
             f"manifest.json naming {INT8_FILE} as the deployed model."
         ),

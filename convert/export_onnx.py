@@ -1,4 +1,5 @@
-"""PyTorch -> ONNX: the deployed graph takes log-mel features and returns class probabilities (softmax inside).
+"""PyTorch -> ONNX: the deployed graph takes log-mel features and returns class logits; the runtime applies the
+softmax in float (`edge_runtime.interpreter.OUTPUT_LOGITS` says why: an int8 softmax output loses the low end).
 
 The legacy TorchScript exporter (`dynamo=False`) at opset 17 is used on purpose: torch 2.9's dynamo exporter got a
 GRU wrong and wrote opset 18 when asked for 17 (see shared/notes/TOOLCHAIN.md). Every export is checked against
@@ -17,22 +18,12 @@ import torch
 
 from convert.errors import ConversionError
 from edge_runtime.features import FeatureSpec
+from edge_runtime.interpreter import softmax
 
 INPUT_NAME = "features"
-OUTPUT_NAME = "probabilities"
+OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 17
 RECURRENT_OPS = ("GRU", "LSTM", "RNN")
-
-
-class ProbabilityModel(torch.nn.Module):
-    """Wraps a logits classifier so the exported graph ends in softmax: the device reads probabilities directly."""
-
-    def __init__(self, classifier: torch.nn.Module) -> None:
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.classifier(features), dim=-1)
 
 
 def window_shape(spec: FeatureSpec) -> list[int]:
@@ -41,8 +32,8 @@ def window_shape(spec: FeatureSpec) -> list[int]:
 
 
 def export_onnx(model: torch.nn.Module, spec: FeatureSpec, path: Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Write `path`: input `features` [1, frames, n_mels] float32 -> output `probabilities` [1, num_classes]."""
-    wrapped = ProbabilityModel(model).eval()
+    """Write `path`: input `features` [1, frames, n_mels] float32 -> output `logits` [1, num_classes]."""
+    wrapped = model.eval()
     example = torch.zeros(window_shape(spec), dtype=torch.float32)
     with warnings.catch_warnings(), torch.no_grad():
         # The legacy exporter warns that it is legacy, and about GRU batch sizes (we fix batch 1): both expected.
@@ -73,11 +64,11 @@ def has_recurrent_ops(path: Path) -> bool:
 
 def torch_probabilities(model: torch.nn.Module, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """[n, frames, n_mels] float32 -> [n, num_classes] probabilities from the torch model itself."""
-    wrapped = ProbabilityModel(model).eval()
+    model = model.eval()
     outputs = []
     with torch.no_grad():
         for start in range(0, len(windows), batch_size):
-            outputs.append(wrapped(torch.from_numpy(windows[start : start + batch_size])).numpy())
+            outputs.append(torch.softmax(model(torch.from_numpy(windows[start : start + batch_size])), -1).numpy())
     return np.concatenate(outputs).astype(np.float32)
 
 
@@ -86,4 +77,4 @@ def onnx_probabilities(path: Path, windows: np.ndarray) -> np.ndarray:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return np.stack([session.run([OUTPUT_NAME], {INPUT_NAME: window[None]})[0][0] for window in windows])
+    return softmax(np.stack([session.run([OUTPUT_NAME], {INPUT_NAME: window[None]})[0][0] for window in windows]))

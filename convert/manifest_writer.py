@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from edge_runtime.interpreter import TfliteModel
+from edge_runtime.interpreter import OUTPUT_LOGITS, TfliteModel
 from edge_runtime.manifest import MANIFEST_FORMAT, MANIFEST_NAME, sha256_of
 from train.checkpoint import CheckpointInfo
 
 DEFAULT_REFRACTORY_SECONDS = 1.0  # about one keyword long: one utterance gives one detection
 DEFAULT_WINDOW_HOP_SECONDS = 0.1
-OUTPUT_MEANING = "class probabilities"
 VERSIONED_PACKAGES = ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert")
 
 
@@ -72,7 +71,7 @@ def build_manifest(
             "precision": deployed.precision,
             "architecture": info.architecture,
             "input": deployed.input.to_dict(),
-            "output": deployed.output.to_dict() | {"meaning": OUTPUT_MEANING},
+            "output": deployed.output.to_dict() | {"meaning": OUTPUT_LOGITS},
         },
         "detection": {
             "threshold": float(info.threshold),

@@ -2,6 +2,8 @@
 
 Whether the model is full-integer (int8 input and output) or float32, callers see the same thing: this class
 quantizes features with the input tensor's scale and zero point and dequantizes the output with the output's.
+Models converted now output class logits and this class applies the softmax in float (`OUTPUT_LOGITS`); bundles
+converted before end their graph in a softmax (`OUTPUT_PROBABILITIES`) and are read as they are.
 The conversion step scores its TFLite artifacts through this class too, so what is measured is what is deployed.
 
 The interpreter comes from `ai_edge_litert` (maintained, numpy 2) and falls back to `tflite_runtime`; both expose
@@ -31,6 +33,22 @@ except ImportError:  # pragma: no cover - depends on what the device has install
 
 DEFAULT_THREADS = 1  # a Pi shares its few cores with audio capture; one thread keeps latency predictable
 SUPPORTED_DTYPES = ("int8", "float32")
+# What a window model's output holds: the manifest's `model.output.meaning`. Logits, because an int8 softmax output
+# has 256 levels of 1/256: it rounds every probability below 1/512 to 0, so windows the float model ranks far apart
+# (a keyword at 1e-3, silence at 1e-6) tie at 0 and the low end of the detection curve is lost (measured on one
+# student: test au_fa_fr 65 in float32, 101 in int8). The int8 logits keep the final layer's own resolution, and
+# the softmax of two or a few numbers costs nothing on the device.
+OUTPUT_LOGITS = "class logits"
+OUTPUT_PROBABILITIES = "class probabilities"
+OUTPUT_MEANINGS = (OUTPUT_LOGITS, OUTPUT_PROBABILITIES)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis, float32 (shifted by the maximum, so large logits do not overflow; float32
+    throughout, a few microseconds per window: it runs once per model call on the device)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -63,9 +81,17 @@ class TensorInfo:
 
 
 class TfliteModel:
-    """One-input, one-output TFLite classifier: `probabilities(features)` -> float32 [num_classes]."""
+    """One-input, one-output TFLite classifier: `probabilities(features)` -> float32 [num_classes].
 
-    def __init__(self, path: str | Path, num_threads: int = DEFAULT_THREADS) -> None:
+    `output_meaning`: OUTPUT_LOGITS (what `python -m convert` writes) or OUTPUT_PROBABILITIES (bundles converted
+    before logits); a bundle's manifest says which."""
+
+    def __init__(
+        self, path: str | Path, num_threads: int = DEFAULT_THREADS, output_meaning: str = OUTPUT_LOGITS
+    ) -> None:
+        if output_meaning not in OUTPUT_MEANINGS:
+            raise KwsError(f"model output meaning must be one of {', '.join(OUTPUT_MEANINGS)}; got {output_meaning!r}")
+        self.output_meaning = output_meaning
         if Interpreter is None:
             raise KwsError("no TFLite interpreter installed: install ai-edge-litert (or tflite-runtime)")
         if num_threads < 1:
@@ -100,7 +126,8 @@ class TfliteModel:
         features = features.reshape(self.input.shape)
         self._interpreter.set_tensor(self._input_index, quantize(features, self.input))
         self._interpreter.invoke()
-        return dequantize(self._interpreter.get_tensor(self._output_index), self.output)[0]
+        output = dequantize(self._interpreter.get_tensor(self._output_index), self.output)[0]
+        return softmax(output) if self.output_meaning == OUTPUT_LOGITS else output
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import KwsError
 from .features import FeatureSpec
-from .interpreter import DEFAULT_THREADS, TensorInfo, TfliteModel
+from .interpreter import DEFAULT_THREADS, OUTPUT_MEANINGS, OUTPUT_PROBABILITIES, TensorInfo, TfliteModel
 
 MANIFEST_FORMAT = "kws-edge-manifest/1"
 MANIFEST_NAME = "manifest.json"
@@ -200,13 +200,24 @@ def _checked_model(
             f"manifest {path}: {num_classes} labels need model.output.shape [1, {num_classes}], "
             f"found {declared_output.shape}"
         )
-    model = TfliteModel(model_path, num_threads=num_threads)
+    model = TfliteModel(model_path, num_threads=num_threads, output_meaning=output_meaning(entry, path))
     _compare(declared_input, model.input, "input", path)
     _compare(declared_output, model.output, "output", path)
     precision = fields.get(entry, "precision", str, "model")
     if precision != model.precision:
         raise KwsError(f"manifest {path}: model.precision is '{precision}' but the model's input is {model.precision}")
     return model
+
+
+def output_meaning(model_entry: dict, path: Path | str) -> str:
+    """What the window model's output holds (`model.output.meaning`); a manifest written before the field existed
+    describes a graph that ends in a softmax."""
+    meaning = model_entry.get("output", {}).get("meaning", OUTPUT_PROBABILITIES)
+    if meaning not in OUTPUT_MEANINGS:
+        raise KwsError(
+            f"manifest {path}: model.output.meaning is {meaning!r}; allowed: {', '.join(map(repr, OUTPUT_MEANINGS))}"
+        )
+    return meaning
 
 
 def _declared_tensor(values: dict, where: str, fields: _Fields) -> TensorInfo:

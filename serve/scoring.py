@@ -11,7 +11,8 @@ import numpy as np
 from edge_runtime.detector import window_starts
 from edge_runtime.errors import KwsError
 from edge_runtime.features import FeatureSpec, LogMelFrontEnd
-from edge_runtime.manifest import read_manifest
+from edge_runtime.interpreter import OUTPUT_LOGITS, softmax
+from edge_runtime.manifest import output_meaning, read_manifest
 from edge_runtime.postprocess import PostProcessor, StreamDetection
 from edge_runtime.runner import detection_policy, output_period
 from edge_runtime.stream_manifest import StreamBundle, load_stream_bundle
@@ -39,6 +40,7 @@ class OnnxScorer:
         self.entry = entry
         self.spec = FeatureSpec.from_dict(manifest["feature_spec"])
         self.keyword_index = int(manifest["keyword_index"])
+        self.logits = output_meaning(manifest.get("model", {}), entry.folder / "manifest.json") == OUTPUT_LOGITS
         self.hop_frames = max(1, round(float(manifest["detection"]["window_hop_seconds"]) * 1000.0 / self.spec.hop_ms))
         self.front_end = LogMelFrontEnd(self.spec)
         self.session, self.provider = open_session(entry.folder / entry.onnx_file)
@@ -56,7 +58,8 @@ class OnnxScorer:
         with self._lock:
             for start in starts:
                 window = frames[None, start : start + spec.frames_per_clip].astype(np.float32)
-                scores.append(float(self.session.run(None, {self.input_name: window})[0][0, self.keyword_index]))
+                output = self.session.run(None, {self.input_name: window})[0][0]
+                scores.append(float((softmax(output) if self.logits else output)[self.keyword_index]))
         ends = spec.frame_end_sample(starts + spec.frames_per_clip - 1) / spec.sample_rate
         return ClipScore(max(scores), [round(float(t), 3) for t in ends], [round(s, 4) for s in scores])
 

@@ -6,10 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_runtime.errors import KwsError
 from edge_runtime.features import FeatureSpec
+from edge_runtime.interpreter import softmax
 from edge_runtime.manifest import MANIFEST_NAME, load_bundle
 from tests.tiny import shared_dscnn_bundle
 
@@ -86,7 +88,11 @@ def test_missing_model_file(copy):
             lambda m: m["model"]["input"].update(dtype="float32"),
             "the model's input: dtype expected 'float32', found 'int8'",
         ),
-        (lambda m: m["model"]["output"].update(scale=0.5), "the model's output: scale expected 0.5, found 0.00390625"),
+        (lambda m: m["model"]["output"].update(scale=0.5), r"the model's output: scale expected 0.5, found 0\.\d+"),
+        (
+            lambda m: m["model"]["output"].update(meaning="decibels"),
+            "model.output.meaning is 'decibels'; allowed: 'class logits', 'class probabilities'",
+        ),
         (lambda m: m["model"]["input"].update(zero_point=m["model"]["input"]["zero_point"] + 1), "zero_point expected"),
         (
             lambda m: m["model"].update(precision="float32"),
@@ -108,6 +114,7 @@ def test_missing_model_file(copy):
         "output-shape",
         "input-dtype",
         "output-scale",
+        "output-meaning",
         "zero-point",
         "precision",
         "keyword-index",
@@ -122,6 +129,17 @@ def test_each_mismatch_says_what_was_expected_and_found(copy, change, message):
     with pytest.raises(KwsError, match=message) as raised:
         load_bundle(copy)
     assert "\n" not in str(raised.value)
+
+
+def test_the_output_meaning_decides_whether_the_runtime_applies_the_softmax(bundle_dir, copy):
+    features = np.random.default_rng(0).normal(-6.0, 3.0, (98, 40)).astype(np.float32)
+    converted = load_bundle(bundle_dir).model  # written now: logits, softmax in the runtime
+    assert converted.output_meaning == "class logits"
+    # A manifest from before the field existed describes a graph ending in a softmax: its output is read as is.
+    edit_manifest(copy, lambda m: m["model"]["output"].pop("meaning"))
+    older = load_bundle(copy).model
+    assert older.output_meaning == "class probabilities"
+    assert np.allclose(softmax(older.probabilities(features)), converted.probabilities(features))
 
 
 def test_missing_or_invalid_manifest(tmp_path):

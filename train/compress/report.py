@@ -30,8 +30,8 @@ from convert.windows import WindowMaker
 from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.errors import KwsError
 from edge_runtime.features import FeatureSpec
-from edge_runtime.interpreter import TfliteModel
-from edge_runtime.manifest import sha256_of
+from edge_runtime.interpreter import OUTPUT_LOGITS, TfliteModel
+from edge_runtime.manifest import output_meaning, sha256_of
 from train.checkpoint import load_checkpoint
 from train.compress.chain import TFLITE_INT8, TORCH_DYNAMIC_INT8, TORCH_FP32
 from train.compress.cli import STAGES_FILE, STAGES_FORMAT
@@ -81,8 +81,9 @@ def torch_row(name: str, run: str, kind: str, model: torch.nn.Module, threshold:
 
 
 def tflite_row(name: str, run: str, kind: str, path: Path, threshold: float, parameters: int, macs: int, window,
-               note=""):
-    model = TfliteModel(path, num_threads=1)
+               note="", output_meaning: str = OUTPUT_LOGITS):
+    """`output_meaning`: what the model outputs, from its bundle's manifest (logits for bundles converted now)."""
+    model = TfliteModel(path, num_threads=1, output_meaning=output_meaning)
 
     def scores(windows: np.ndarray) -> np.ndarray:
         return np.array([model.probabilities(w)[1] for w in windows])
@@ -129,12 +130,13 @@ def build_rows(
     if teacher_bundle is not None:
         manifest = load_manifest(teacher_bundle, Path(stages["teacher"]))
         threshold, parameters = float(manifest["detection"]["threshold"]), count_parameters(teacher)
+        meaning = output_meaning(manifest["model"], teacher_bundle / "manifest.json")
         rows.append(tflite_row(BASELINE_TFLITE, "baseline", TFLITE_FLOAT32,
                                teacher_bundle / manifest["artifacts"]["float32_tflite"]["file"], threshold, parameters,
-                               teacher_macs, window, "the baseline in the deployed model's runtime"))
+                               teacher_macs, window, "the baseline in the deployed model's runtime", meaning))
         rows.append(tflite_row("quantize alone: CRNN int8 TFLite", "quantize alone", TFLITE_INT8,
                                teacher_bundle / manifest["model"]["file"], threshold, parameters, teacher_macs, window,
-                               "full int8, post-training (python -m convert, GRU unrolled)"))
+                               "full int8, post-training (python -m convert, GRU unrolled)", meaning))
     final_row = None
     for stage in stages["stages"]:
         model, info = load_checkpoint(Path(stage["checkpoint"]))
@@ -147,13 +149,14 @@ def build_rows(
         student = Path(stages["student"])
         manifest = load_manifest(bundle, student)
         threshold = float(manifest["detection"]["threshold"])
+        meaning = output_meaning(manifest["model"], bundle / "manifest.json")
         parameters, macs = final_row.parameters, final_stage["macs"]
         rows.append(tflite_row("chain: float32 TFLite of the final student", "chain", TFLITE_FLOAT32,
                                bundle / manifest["artifacts"]["float32_tflite"]["file"], threshold, parameters, macs,
-                               window))
+                               window, output_meaning=meaning))
         rows.append(tflite_row("chain: int8 TFLite of the final student (deployed)", "chain", TFLITE_INT8,
                                bundle / manifest["model"]["file"], threshold, parameters, macs, window,
-                               "full int8, post-training (python -m convert)"))
+                               "full int8, post-training (python -m convert)", meaning))
         deployed = rows[-1].name
     return rows, deployed
 
