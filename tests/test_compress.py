@@ -37,6 +37,7 @@ TINY_WIDE = {"channels": 12, "stem_kernel": 1, "stem_stride": 4, "dilations": [1
 TINY_TARGET = {**TINY_WIDE, "channels": 8, "block_channels": [6, 6]}
 TINY_FILTERED = {**TINY_WIDE, "stem_filter": 4}  # a depthwise-separable stem: 4-tap filter per mel bin, then 1x1
 TINY_AVERAGED = {**TINY_FILTERED, "stem_average": True}  # the same filter fixed to a 4-frame moving average
+TINY_LOW_RANK = {**TINY_WIDE, "stem_rank": 3}  # the mel bins projected onto 3 components, then the 1x1 stem
 TINY_FLOOR = [8, 6, 6]
 TINY_CRNN_TARGET = {"conv_channels": 2, "hidden_size": 8}
 # int8 vs float32 TFLite of the tiny student: largest keyword-probability difference allowed (measured ~0.004).
@@ -173,7 +174,9 @@ def test_pruning_the_crnn_removes_gru_units(tiny):
 
 
 @pytest.mark.parametrize(
-    "config", [TINY_WIDE, TINY_FILTERED, TINY_AVERAGED], ids=["stem", "stem-filter", "stem-average"]
+    "config",
+    [TINY_WIDE, TINY_FILTERED, TINY_AVERAGED, TINY_LOW_RANK, {**TINY_FILTERED, "stem_rank": 3}],
+    ids=["stem", "stem-filter", "stem-average", "stem-rank", "stem-filter-and-rank"],
 )
 def test_folding_is_exact_and_removes_every_norm(tiny, config):
     model = build_model("dscnn", MELS, len(LABELS), **config)
@@ -205,6 +208,26 @@ def test_a_stem_filter_reads_every_frame_for_few_macs_and_survives_pruning(tiny)
     assert torch.equal(pruned.stem_filter[0].weight, filtered.stem_filter[0].weight)  # the filter is kept whole
     with pytest.raises(ValueError, match="stem_kernel 1"):
         build_model("dscnn", MELS, len(LABELS), **{**TINY_FILTERED, "stem_kernel": 3})
+
+
+def test_a_low_rank_stem_costs_fewer_macs_and_survives_pruning(tiny):
+    full = build_model("dscnn", MELS, len(LABELS), **TINY_WIDE)
+    low_rank = build_model("dscnn", MELS, len(LABELS), **TINY_LOW_RANK)
+    outputs = (FRAMES - 1) // TINY_WIDE["stem_stride"] + 1
+    full_stem = count_macs(full, FRAMES, MELS).by_module["stem.0"]
+    low_rank_macs = count_macs(low_rank, FRAMES, MELS).by_module
+    assert full_stem == outputs * MELS * TINY_WIDE["channels"]
+    assert low_rank_macs["stem_project"] == outputs * MELS * 3
+    assert low_rank_macs["stem.0"] == outputs * 3 * TINY_WIDE["channels"]
+    assert low_rank_macs["stem_project"] + low_rank_macs["stem.0"] < full_stem
+    trained = train_student(low_rank, tiny["bank"], DistillSettings.labels_only(), TrainSettings(epochs=2), CPU, "r")
+    assert dscnn_config(trained.model)["stem_rank"] == 3 and "stem_rank" not in dscnn_config(full)
+    pruned, config = prune_step(trained.model, [8, 6, 5], tiny["bank"], CPU)
+    assert config["stem_rank"] == 3 and site_widths_of(pruned) == [8, 6, 5]
+    assert torch.equal(pruned.stem_project.weight, trained.model.stem_project.weight)  # the projection is kept whole
+    assert pruned.eval()(tiny["bank"].test.features[:2]).shape == (2, 2)
+    with pytest.raises(ValueError, match="stem_rank must be 0 .* stem_kernel 1"):
+        build_model("dscnn", MELS, len(LABELS), **{**TINY_LOW_RANK, "stem_kernel": 3})
 
 
 def test_an_averaging_stem_filter_stays_an_average_through_training_and_pruning(tiny):

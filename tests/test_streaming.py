@@ -39,6 +39,7 @@ CONFIGS = [
     {"channels": 8, "stem_kernel": 5, "stem_stride": 1, "kernel_size": 2, "dilations": [1, 1, 2]},
     {"channels": 8, "stem_kernel": 1, "stem_stride": 5, "stem_filter": 5, "dilations": [1, 2]},  # separable stem
     {"channels": 8, "stem_kernel": 1, "stem_stride": 3, "stem_filter": 4, "dilations": [1, 2]},  # filter > stride
+    {"channels": 8, "stem_kernel": 1, "stem_stride": 4, "stem_rank": 5, "dilations": [1, 2]},  # low-rank stem
 ]
 
 
@@ -83,7 +84,7 @@ def stream_vs_window(model: torch.nn.Module, steps: int, features: torch.Tensor,
     return float((streamed - expected).abs().max())
 
 
-CONFIG_IDS = ["default", "tiny", "stride3-kernel2", "stride1", "stem-filter", "stem-filter-overlapping"]
+CONFIG_IDS = ["default", "tiny", "stride3-kernel2", "stride1", "stem-filter", "stem-filter-overlapping", "stem-rank"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)

@@ -101,9 +101,9 @@ def prune_dscnn(model: CausalDSCNN, keep: list[torch.Tensor]) -> tuple[CausalDSC
     """A new, narrower DS-CNN holding the kept channels of each site (stem output, then each block output)."""
     config = dscnn_config(model)
     new_config = with_widths(config, [len(k) for k in keep])
-    pruned = CausalDSCNN(model.stem[0].in_channels, model.classifier.out_features, **new_config)
+    pruned = CausalDSCNN(model.n_mels, model.classifier.out_features, **new_config)
     source, target = model.state_dict(), pruned.state_dict()
-    target.update({k: v for k, v in source.items() if k.startswith(("input_norm.", "stem_filter."))})
+    target.update({k: v for k, v in source.items() if k.startswith(("input_norm.", "stem_filter.", "stem_project."))})
     _copy_conv_norm(source, target, "stem.0", "stem.1", rows=keep[0])
     for index in range(len(model.blocks)):
         prefix, inputs, outputs = f"blocks.{index}.", keep[index], keep[index + 1]

@@ -43,15 +43,16 @@ def dscnn_config(model: CausalDSCNN) -> dict:
     """The `model_config` that rebuilds `model` (read from its layers, so pruned and folded models describe
     themselves)."""
     stem = model.stem[0]
-    stem_filter = model.filter_conv
+    stem_filter, project = model.filter_conv, model.project_conv
     blocks = list(model.blocks)
     return {
         "channels": stem.out_channels,
         "stem_kernel": stem.kernel_size[0],
-        "stem_stride": (stem_filter or stem).stride[0],
+        "stem_stride": (stem_filter or project or stem).stride[0],
         # Only when there is one, so the configs of models without it read as before.
         **({"stem_filter": stem_filter.kernel_size[0]} if stem_filter is not None else {}),
         **({"stem_average": True} if model.stem_average else {}),
+        **({"stem_rank": project.out_channels} if project is not None else {}),
         "kernel_size": blocks[0].depthwise.kernel_size[0] if blocks else 3,
         "dilations": [block.depthwise.dilation[0] for block in blocks],
         "block_channels": [block.pointwise.out_channels for block in blocks],

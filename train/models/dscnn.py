@@ -4,12 +4,16 @@ Causal and unpadded in time: each output frame depends only on past input frames
 axis, so a streaming step that buffers each layer's last (kernel - 1) * dilation inputs computes exactly what the
 whole-window model computes. The head averages the last layer's frames, which a stream keeps as a running sum.
 
-Three options serve compression (`train.compress`); their defaults build the original model:
+Four options serve compression (`train.compress`); their defaults build the original model:
 - `block_channels`: each block's output channels (structured pruning leaves blocks of different widths);
 - `stem_filter`: taps of a per-mel-bin temporal filter (a depthwise convolution) that takes the stem's stride, so
   a stem that hops several frames still reads every frame, for `stem_filter` MACs per mel bin and output;
   `stem_average` fixes its taps to a moving average (an anti-aliasing filter before the stride) instead of
   learning them;
+- `stem_rank`: a low-rank stem: a linear projection of the mel bins onto `stem_rank` components (no norm, no
+  activation: a learned counterpart of the cepstral transform that turns log-mel into MFCCs) before the stem, which
+  then reads the components; n_mels x C MACs per stem output become (n_mels + C) x rank. Neighbouring mel bins
+  are strongly correlated, so few components keep most of what the stem reads;
 - `folded`: the deployment form, with every BatchNorm folded into the convolution next to it (the input norm
   into the stem or the stem filter, the others into the convolution before them), so the graph is convolutions
   with biases only.
@@ -59,8 +63,10 @@ class CausalDSCNN(nn.Module):
         folded: bool = False,
         stem_filter: int = 0,
         stem_average: bool = False,
+        stem_rank: int = 0,
     ) -> None:
         super().__init__()
+        self.n_mels = n_mels
         block_channels = tuple(block_channels) if block_channels is not None else (channels,) * len(dilations)
         if len(block_channels) != len(dilations):
             raise ValueError(f"block_channels has {len(block_channels)} entries, dilations {len(dilations)}")
@@ -74,6 +80,11 @@ class CausalDSCNN(nn.Module):
             )
         if stem_average and not stem_filter:
             raise ValueError("stem_average fixes the stem filter's taps to a moving average; it needs stem_filter > 0")
+        if stem_rank < 0 or (stem_rank and stem_kernel != 1):
+            raise ValueError(
+                f"stem_rank must be 0 (a full stem) or a number of mel components with stem_kernel 1, got stem_rank "
+                f"{stem_rank} with stem_kernel {stem_kernel}"
+            )
         self.stem_average = stem_average
         self.stem_stride = stem_stride  # input frames per output frame
         self.stem_filter = (
@@ -88,8 +99,17 @@ class CausalDSCNN(nn.Module):
             with torch.no_grad():
                 self.stem_filter[0].weight.fill_(1.0 / stem_filter)
             self.stem_filter[0].weight.requires_grad_(False)
+        # The first convolution that reads the (filtered) features takes the stride: the projection if there is one.
+        self.stem_project = (
+            nn.Conv1d(n_mels, stem_rank, 1, stride=1 if stem_filter else stem_stride, bias=folded)
+            if stem_rank
+            else nn.Identity()
+        )
         self.stem = nn.Sequential(
-            nn.Conv1d(n_mels, channels, stem_kernel, stride=1 if stem_filter else stem_stride, bias=folded),
+            nn.Conv1d(
+                stem_rank or n_mels, channels, stem_kernel, stride=1 if stem_filter or stem_rank else stem_stride,
+                bias=folded,
+            ),
             _norm(channels, folded),
             nn.ReLU(),
         )
@@ -108,13 +128,19 @@ class CausalDSCNN(nn.Module):
         return self.stem_filter[0] if isinstance(self.stem_filter, nn.Sequential) else None
 
     @property
+    def project_conv(self) -> nn.Conv1d | None:
+        """The low-rank stem's projection onto mel components, or None with a full stem."""
+        return self.stem_project if isinstance(self.stem_project, nn.Conv1d) else None
+
+    @property
     def front(self) -> nn.Sequential:
-        """Stem filter (if any) and stem: the layers from normalised features to the first block's input."""
-        return nn.Sequential(self.stem_filter, self.stem)
+        """Stem filter and projection (if any) and stem: the layers from normalised features to the first block's
+        input."""
+        return nn.Sequential(self.stem_filter, self.stem_project, self.stem)
 
     def frame_outputs(self, features: torch.Tensor) -> torch.Tensor:
         """[batch, frames, n_mels] -> the last block's output frames, [batch, channels, frames'] (one per stride)."""
-        return self.blocks(self.stem(self.stem_filter(self.input_norm(features.transpose(1, 2)))))
+        return self.blocks(self.front(self.input_norm(features.transpose(1, 2))))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.frame_outputs(features).mean(dim=2))
