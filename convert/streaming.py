@@ -41,7 +41,7 @@ from convert.stream_model import (
     window_start_of_output,
 )
 from convert.to_tflite import convert_to_tflite
-from edge_runtime.features import FeatureSpec
+from edge_runtime.features import FeatureSpec, silence_frames
 from edge_runtime.interpreter import Interpreter, TensorInfo
 from edge_runtime.manifest import sha256_of
 from edge_runtime.stream_manifest import TENSOR_ROLES, entry_from_section
@@ -192,11 +192,6 @@ def export_stream_onnx(stream: StreamingDSCNN, path: Path, opset: int) -> Path:
 def chained(windows: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Feature windows [n, frames, mels] one after the other as one stream [n * frames, mels]."""
     return np.ascontiguousarray(windows.reshape(-1, spec.n_mels), dtype=np.float32)
-
-
-def silence_frames(count: int, spec: FeatureSpec) -> np.ndarray:
-    """Log-mel of digital silence: every band at the log floor."""
-    return np.full((count, spec.n_mels), np.log(spec.log_floor), np.float32)
 
 
 def _steps(stream: StreamingDSCNN, features: np.ndarray) -> list[np.ndarray]:

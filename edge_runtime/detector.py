@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import LogMelFrontEnd
+from .features import LogMelFrontEnd, SmootherState
 from .manifest import Bundle
 
 # Window times come from float division; a window exactly `refractory_seconds` after a peak counts as outside.
@@ -73,13 +73,14 @@ class KeywordScorer:
         pending = np.zeros(0, np.float32)  # samples no frame has started at yet
         frames = np.zeros((0, spec.n_mels), np.float32)  # frames from index `first` on
         first = next_start = total_samples = 0
+        smoother = SmootherState()  # PCEN's running average across blocks (each frame is computed once, in order)
 
         def add_frames(audio: np.ndarray) -> np.ndarray:
             nonlocal frames
             count = spec.num_frames(audio.shape[0])
             if count:
                 used = spec.frame_end_sample(count - 1)
-                frames = np.concatenate([frames, self.front_end.frames(audio[:used])])
+                frames = np.concatenate([frames, self.front_end.frames(audio[:used], smoother)])
             return audio[count * spec.hop_samples :]
 
         def score(start: int) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""The feature contract: one log-mel front-end, named once, shared by training, conversion and the device.
+"""The feature contract: one mel front-end, named once, shared by training, conversion and the device.
 
 Every model carries a `FeatureSpec` in its manifest. Training computes the same features with the torch mirror
 in `train/features_torch.py` (checked against this module by `tests/test_features.py`); the edge runtime builds
@@ -6,6 +6,14 @@ in `train/features_torch.py` (checked against this module by `tests/test_feature
 
 Framing is "valid" (no centre padding): frame i covers samples [i*hop, i*hop + window). That makes the front-end
 streamable sample by sample and makes a 1 s clip exactly `frames_per_clip` frames.
+
+Two front-ends, named by `FeatureSpec.front_end`:
+- "log-mel-v1": the log of the mel power, floored at `log_floor`;
+- "pcen-v1": per-channel energy normalization (Wang et al., "Trainable frontend for robust and far-field keyword
+  spotting", ICASSP 2017) of the same floored mel power: each bin divided by a slow average of itself (an automatic
+  gain control per bin), then root-compressed. It cancels a fixed channel gain and flattens stationary noise, which
+  the log only shifts. The average is a one-pole smoother with state, so a stream carries it from call to call
+  (`SmootherState`); a signal scored whole starts it at its first frame, as if that frame had lasted forever.
 """
 
 from __future__ import annotations
@@ -16,7 +24,21 @@ from functools import cached_property
 
 import numpy as np
 
-FRONT_END_NAME = "log-mel-v1"
+LOG_MEL = "log-mel-v1"
+PCEN = "pcen-v1"
+FRONT_ENDS = (LOG_MEL, PCEN)
+FRONT_END_NAME = LOG_MEL  # the default
+
+# pcen-v1, fixed by its name (a model trained on it is only valid with these): the constants of Wang et al. 2017
+# and librosa's `pcen`, with the mel power scaled as if the audio were 16-bit integers, so the `PCEN_EPS` floor of
+# the denominator sits far below any real signal.
+PCEN_TIME_CONSTANT_S = 0.4  # the smoother's time constant
+PCEN_GAIN = 0.98  # alpha: how much of the smoothed energy is divided out
+PCEN_BIAS = 2.0  # delta
+PCEN_POWER = 0.5  # r: root compression
+PCEN_EPS = 1e-6
+PCEN_INPUT_SCALE = 2.0**30  # (2**15)**2: mel power of audio in -1..1 on the scale of int16 audio
+PCEN_BLOCK_FRAMES = 128  # the smoother runs as one matrix product per block of frames
 
 
 @dataclass(frozen=True)
@@ -36,8 +58,8 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.front_end != FRONT_END_NAME:
-            problems.append(f"front_end '{self.front_end}' is unknown (this runtime implements '{FRONT_END_NAME}')")
+        if self.front_end not in FRONT_ENDS:
+            problems.append(f"front_end '{self.front_end}' is unknown (allowed: {', '.join(FRONT_ENDS)})")
         if not 8000 <= self.sample_rate <= 48000:
             problems.append(f"sample_rate {self.sample_rate} is outside 8000..48000 Hz")
         if self.window_samples > self.n_fft:
@@ -116,8 +138,41 @@ def analysis_window(spec: FeatureSpec) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
 
 
+def pcen_smoothing(spec: FeatureSpec) -> float:
+    """The smoother's weight per frame, s in M[t] = (1 - s) M[t - 1] + s E[t], for PCEN_TIME_CONSTANT_S (librosa's
+    formula: the one-pole filter whose impulse response has that time constant in frames)."""
+    frames = PCEN_TIME_CONSTANT_S * 1000.0 / spec.hop_ms
+    return float((np.sqrt(1.0 + 4.0 * frames**2) - 1.0) / (2.0 * frames**2))
+
+
+def smoother_matrices(spec: FeatureSpec, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The smoother over `block` frames as M = weights @ E + carry[:, None] * M_before: weights [block, block] is
+    lower triangular with s (1 - s)^(t - k), carry [block] is (1 - s)^(t + 1). float64."""
+    s = pcen_smoothing(spec)
+    steps = np.arange(block)
+    lags = steps[:, None] - steps[None, :]
+    weights = np.where(lags >= 0, s * (1.0 - s) ** np.maximum(lags, 0), 0.0)
+    return weights, (1.0 - s) ** (steps + 1)
+
+
+def pcen_from_smoothed(energy, smoothed):
+    """PCEN of scaled mel power `energy` given its smoothed version (numpy or torch, any shape alike)."""
+    return (energy / (PCEN_EPS + smoothed) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS**PCEN_POWER
+
+
+class SmootherState:
+    """PCEN's smoothed energy per mel bin between calls on one stream; None until its first frame."""
+
+    def __init__(self) -> None:
+        self.smoothed: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.smoothed = None
+
+
 class LogMelFrontEnd:
-    """numpy log-mel features for whole signals: [num_samples] float32 in -1..1 -> [num_frames, n_mels]."""
+    """numpy mel features (log-mel or PCEN, as the spec names) for signals: [num_samples] float32 in -1..1 ->
+    [num_frames, n_mels]."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
@@ -130,8 +185,35 @@ class LogMelFrontEnd:
     def _filterbank(self) -> np.ndarray:
         return mel_filterbank(self.spec)
 
-    def frames(self, audio: np.ndarray) -> np.ndarray:
-        """Log-mel frames of a mono signal at the spec's sample rate."""
+    @cached_property
+    def _smoother(self) -> tuple[np.ndarray, np.ndarray]:
+        return smoother_matrices(self.spec, PCEN_BLOCK_FRAMES)
+
+    def frames(self, audio: np.ndarray, state: SmootherState | None = None) -> np.ndarray:
+        """Feature frames of a mono signal at the spec's sample rate. For PCEN, `state` carries the smoother from
+        the previous call on the same stream (updated in place); without it the signal is taken whole."""
+        mel = self.mel_power(audio)
+        if self.spec.front_end == LOG_MEL:
+            return np.log(mel).astype(np.float32)
+        return self._pcen(mel, state if state is not None else SmootherState())
+
+    def _pcen(self, mel: np.ndarray, state: SmootherState) -> np.ndarray:
+        energy = mel.astype(np.float64) * PCEN_INPUT_SCALE
+        if energy.shape[0] == 0:
+            return np.zeros(mel.shape, np.float32)
+        previous = state.smoothed if state.smoothed is not None else energy[0]
+        weights, carry = self._smoother
+        smoothed = np.empty_like(energy)
+        for start in range(0, energy.shape[0], PCEN_BLOCK_FRAMES):
+            block = energy[start : start + PCEN_BLOCK_FRAMES]
+            count = block.shape[0]
+            smoothed[start : start + count] = weights[:count, :count] @ block + carry[:count, None] * previous
+            previous = smoothed[start + count - 1]
+        state.smoothed = previous
+        return pcen_from_smoothed(energy, smoothed).astype(np.float32)
+
+    def mel_power(self, audio: np.ndarray) -> np.ndarray:
+        """Mel power frames of a mono signal, floored at the spec's `log_floor`, float32 [num_frames, n_mels]."""
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
             raise ValueError(f"expected mono audio of shape [samples], got shape {audio.shape}")
@@ -142,4 +224,11 @@ class LogMelFrontEnd:
         framed = np.lib.stride_tricks.sliding_window_view(audio, spec.window_samples)[:: spec.hop_samples][:count]
         power = np.abs(np.fft.rfft(framed * self._window, n=spec.n_fft, axis=-1)) ** 2
         mel = power.astype(np.float32) @ self._filterbank
-        return np.log(np.maximum(mel, spec.log_floor)).astype(np.float32)
+        return np.maximum(mel, np.float32(spec.log_floor))
+
+
+def silence_frames(count: int, spec: FeatureSpec) -> np.ndarray:
+    """`count` feature frames of digital silence, float32 [count, n_mels]: every mel bin at the floor (for PCEN,
+    a smoother settled on that floor)."""
+    silence = LogMelFrontEnd(spec).frames(np.zeros(spec.window_samples, np.float32))
+    return np.repeat(silence, count, axis=0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import KwsError
-from .features import FeatureSpec, LogMelFrontEnd
+from .features import FeatureSpec, LogMelFrontEnd, SmootherState, silence_frames
 from .interpreter import DEFAULT_THREADS, Interpreter, TensorInfo, native_stderr_silenced, quantize
 from .stream_manifest import StreamingEntry
 
@@ -31,6 +31,7 @@ class StreamingFrontEnd:
         self.spec = spec
         self.frames_per_call = frames_per_call
         self._front_end = LogMelFrontEnd(spec)
+        self._smoother = SmootherState()  # PCEN's running average, carried from call to call (unused for log-mel)
         # Samples needed for `frames_per_call` frames, and how far the next call's first frame starts after this one.
         self.samples_per_call = spec.frame_end_sample(frames_per_call - 1)
         self.advance = frames_per_call * spec.hop_samples
@@ -49,7 +50,8 @@ class StreamingFrontEnd:
 
     def pop(self) -> np.ndarray:
         """The next `frames_per_call` frames [frames_per_call, n_mels]; call only when `ready()`."""
-        frames = self._front_end.frames(self._pending[: self.samples_per_call])
+        # Each frame is computed once, so the smoother sees every frame once, in order.
+        frames = self._front_end.frames(self._pending[: self.samples_per_call], self._smoother)
         self._pending = self._pending[self.advance :]
         return frames
 
@@ -66,6 +68,7 @@ class StreamingFrontEnd:
 
     def reset(self) -> None:
         self._pending = np.zeros(0, np.float32)
+        self._smoother.reset()
 
 
 class StreamingModel:
@@ -102,12 +105,10 @@ class StreamingModel:
         self._state = self._primed_state.copy()
 
     def _silence_state(self) -> np.ndarray:
-        """The state after a clip of digital silence: log-mel at its floor for `prime_steps` steps."""
+        """The state after a clip of digital silence: silence's features for `prime_steps` steps."""
         state_info = self.entry.tensors["state"]
         self._state = quantize(np.zeros(state_info.shape, np.float32), state_info)  # overwritten by the priming
-        silence = np.full(
-            (self.entry.frames_per_step, self.entry.spec.n_mels), np.log(self.entry.spec.log_floor), np.float32
-        )
+        silence = silence_frames(self.entry.frames_per_step, self.entry.spec)
         for _ in range(self.entry.prime_steps):
             self.step(silence)
         return self._state

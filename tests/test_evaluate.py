@@ -280,7 +280,7 @@ def test_reference_scores_the_window_ending_at_each_streaming_output():
     assert reference.detect(ref, top).size >= 1 and reference.detect(ref, top + 1e-3).size == 0
 
 
-def test_reference_must_share_the_bundles_features_and_keyword(tmp_path):
+def test_reference_must_share_the_bundles_frames_and_keyword(tmp_path):
     from train.checkpoint import load_checkpoint, save_checkpoint
     from train.evaluate.detectors import CheckpointDetector
 
@@ -288,8 +288,20 @@ def test_reference_must_share_the_bundles_features_and_keyword(tmp_path):
     model, info = load_checkpoint(shared_dscnn_bundle().parent / "dscnn.pt")
     other = tmp_path / "other.pt"
     save_checkpoint(other, model, dataclasses.replace(info, feature_spec=FeatureSpec(f_max_hz=7000.0)))
-    with pytest.raises(ValueError, match="other features"):
+    with pytest.raises(ValueError, match="trained on other frames than the bundle"):
         CheckpointDetector(other, streaming)
+    # Another front-end on the same frames is fine (a PCEN teacher beside a log-mel student): it computes its own.
+    pcen_spec = dataclasses.replace(info.feature_spec, front_end="pcen-v1")
+    save_checkpoint(other, model, dataclasses.replace(info, feature_spec=pcen_spec))
+    pcen_reference = CheckpointDetector(other, streaming)
+    audio = np.random.default_rng(0).standard_normal(2 * SPEC.sample_rate).astype(np.float32) * 0.1
+    from edge_runtime.features import LogMelFrontEnd
+
+    np.testing.assert_allclose(pcen_reference.front_end.frames(audio), LogMelFrontEnd(pcen_spec).frames(audio))
+    assert pcen_reference.silence_frame[0] != pytest.approx(np.log(SPEC.log_floor))
+    log_mel_track, pcen_track = _tiny_reference()[0].score(audio), pcen_reference.score(audio)
+    np.testing.assert_array_equal(pcen_track.times_s, log_mel_track.times_s)  # the bundle's output times
+    assert np.abs(pcen_track.scores - log_mel_track.scores).max() > 1e-3  # from other features
     save_checkpoint(other, model, dataclasses.replace(info, keyword="marvin", labels=["_other_", "marvin"]))
     with pytest.raises(ValueError, match="spots 'marvin'"):
         CheckpointDetector(other, streaming)
@@ -344,3 +356,26 @@ def test_detection_delay_is_from_the_keyword_end_to_its_first_detection():
     summary = delay_summary([scored], 0.4, 1.0)
     assert summary["found"] == 2 and summary["median_s"] == pytest.approx(0.15)
     assert delay_summary([scored], 0.9, 1.0) is None
+
+
+def test_two_references_of_one_architecture_each_keep_their_breakdown_column():
+    from train.evaluate.report import markdown
+
+    def reference(checkpoint: str, frr: float) -> dict:
+        breakdown = {"threshold": 0.5, "why": "the threshold for 0.5 FA/h", "positives": {"voice john": {"frr": frr}}}
+        point = {"frr": frr, "fa_per_hour": 0.5, "threshold": 0.5}
+        return {"operating_points": {"0.5": point, "0.1": None}, "negative_hours": 10.0, "clip_roc_auc": 0.99,
+                "rtf": None, "checkpoint": checkpoint, "label": "crnn (reference)", "breakdown": breakdown}  # fmt: skip
+
+    report = {
+        "keyword": "sheila", "bundle": "b", "detector": "streaming",
+        "systems": {
+            "reference: crnn (a.pt)": reference("a.pt", 0.25), "reference: crnn (b.pt)": reference("b.pt", 0.5),
+        },
+        "streams": {"positives": 8, "positive_hours": 0.1, "negative_hours": 10.0},
+        "breakdown": {"threshold": 0.9, "why": "ours", "positives": {"voice john": {"frr": 0.75, "keywords": 4}},
+                      "negatives": {}},
+    }  # fmt: skip
+    text = markdown(report)
+    assert "| positives | FRR | FRR, crnn (reference), a.pt | FRR, crnn (reference), b.pt | keywords |" in text
+    assert "| voice john | 75.0% | 25.0% | 50.0% | 4 |" in text

@@ -1,10 +1,25 @@
 """The feature contract: numpy front-end (edge) and torch mirror (training) agree, and the spec validates."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from edge_runtime.features import FeatureSpec, LogMelFrontEnd, mel_filterbank
+from edge_runtime.features import (
+    PCEN,
+    PCEN_BIAS,
+    PCEN_EPS,
+    PCEN_GAIN,
+    PCEN_INPUT_SCALE,
+    PCEN_POWER,
+    FeatureSpec,
+    LogMelFrontEnd,
+    SmootherState,
+    mel_filterbank,
+    pcen_smoothing,
+    silence_frames,
+)
 from train.features_torch import TorchLogMel
 
 # Both compute float32 power spectra and a float32 matmul; on real speech-like signals the log-mel values
@@ -69,3 +84,83 @@ def test_spec_round_trips_and_rejects_bad_values():
         FeatureSpec.from_dict({**spec.to_dict(), "hop": 3})
     with pytest.raises(ValueError, match="front_end"):
         FeatureSpec(front_end="mfcc-v9")
+
+
+# ---- PCEN (per-channel energy normalization), the second front-end ----
+
+PCEN_SPEC = dataclasses.replace(FeatureSpec(), front_end=PCEN)
+
+
+def naive_pcen(mel_power: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """PCEN by its definition, one frame at a time: M[t] = (1 - s) M[t - 1] + s E[t], M[-1] = E[0]."""
+    energy = mel_power.astype(np.float64) * PCEN_INPUT_SCALE
+    s, smoothed, out = pcen_smoothing(spec), energy[0].copy(), np.empty_like(energy)
+    for t, frame in enumerate(energy):
+        smoothed = (1 - s) * smoothed + s * frame
+        out[t] = (frame / (PCEN_EPS + smoothed) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS**PCEN_POWER
+    return out
+
+
+def test_pcen_follows_its_definition_across_smoother_blocks():
+    audio = chirp_with_noise(PCEN_SPEC, 3.0)  # 298 frames: more than two of the smoother's blocks
+    front_end = LogMelFrontEnd(PCEN_SPEC)
+    features = front_end.frames(audio)
+    assert features.shape == (298, 40)
+    np.testing.assert_allclose(features, naive_pcen(front_end.mel_power(audio), PCEN_SPEC), atol=1e-5)
+    assert 0.0 < pcen_smoothing(PCEN_SPEC) < 0.05  # a 0.4 s time constant at 10 ms frames
+    assert features.max() - features.min() > 1.0
+
+
+def test_pcen_numpy_and_torch_front_ends_agree():
+    audio = np.stack([chirp_with_noise(PCEN_SPEC, 1.0, seed) for seed in range(4)])
+    reference = np.stack([LogMelFrontEnd(PCEN_SPEC).frames(a) for a in audio])
+    mirrored = TorchLogMel(PCEN_SPEC)(torch.from_numpy(audio)).numpy()
+    assert mirrored.shape == reference.shape == (4, 98, 40)
+    assert np.abs(mirrored - reference).max() < AGREEMENT_BOUND
+    longer = chirp_with_noise(PCEN_SPEC, 2.5)[None]  # longer than a clip: the torch smoother extends itself
+    np.testing.assert_allclose(
+        TorchLogMel(PCEN_SPEC)(torch.from_numpy(longer)).numpy()[0], LogMelFrontEnd(PCEN_SPEC).frames(longer[0]),
+        atol=AGREEMENT_BOUND,
+    )
+
+
+def test_pcen_cancels_a_fixed_gain_that_log_mel_only_shifts():
+    audio = chirp_with_noise(PCEN_SPEC, 2.0)
+    quiet = audio * np.float32(0.1)  # -20 dB
+    log_shift = FeatureSpec()
+    log_change = np.abs(LogMelFrontEnd(log_shift).frames(quiet) - LogMelFrontEnd(log_shift).frames(audio))
+    pcen_change = np.abs(LogMelFrontEnd(PCEN_SPEC).frames(quiet) - LogMelFrontEnd(PCEN_SPEC).frames(audio))
+    pcen_range = np.ptp(LogMelFrontEnd(PCEN_SPEC).frames(audio))
+    assert np.median(log_change) > 4.0  # log(0.01) = -4.6 in every bin that is above the floor
+    assert np.median(pcen_change) < 0.01 < 0.1 * pcen_range  # the gain divides out (0.0006 measured)
+
+
+def test_pcen_fed_in_pieces_with_its_state_equals_the_whole_signal():
+    audio = chirp_with_noise(PCEN_SPEC, 2.0, seed=5)
+    front_end, state, pieces = LogMelFrontEnd(PCEN_SPEC), SmootherState(), []
+    hop, window = PCEN_SPEC.hop_samples, PCEN_SPEC.window_samples
+    total = PCEN_SPEC.num_frames(audio.size)
+    for first in range(0, total, 13):  # 13 frames a call, as a stream would hand them over
+        last = min(total, first + 13) - 1
+        pieces.append(front_end.frames(audio[first * hop : last * hop + window], state))
+    np.testing.assert_allclose(np.concatenate(pieces), front_end.frames(audio), atol=1e-5)
+    state.reset()
+    restarted = front_end.frames(audio[: 13 * hop + window - hop], state)
+    np.testing.assert_allclose(restarted, front_end.frames(audio)[:13], atol=1e-6)
+
+
+def test_silence_frames_are_the_front_ends_view_of_zeros():
+    log_silence = silence_frames(3, FeatureSpec())
+    assert log_silence.shape == (3, 40) and np.allclose(log_silence, np.log(FeatureSpec().log_floor))
+    pcen_silence = silence_frames(2, PCEN_SPEC)
+    # A settled smoother on a constant floor: E / E^0.98 then the root compression, the same in every bin.
+    floor = PCEN_SPEC.log_floor * PCEN_INPUT_SCALE
+    expected = (floor / (PCEN_EPS + floor) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS**PCEN_POWER
+    np.testing.assert_allclose(pcen_silence, expected, rtol=1e-5)
+    np.testing.assert_allclose(LogMelFrontEnd(PCEN_SPEC).frames(np.zeros(16000, np.float32)), expected, rtol=1e-5)
+
+
+def test_an_unknown_front_end_is_refused_with_the_allowed_ones():
+    with pytest.raises(ValueError, match="front_end 'mfcc' is unknown \\(allowed: log-mel-v1, pcen-v1\\)"):
+        FeatureSpec(front_end="mfcc")
+    assert FeatureSpec.from_dict(PCEN_SPEC.to_dict()) == PCEN_SPEC

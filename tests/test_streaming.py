@@ -12,6 +12,7 @@ Two levels:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -20,13 +21,13 @@ import torch
 
 from convert.stream_model import NotStreamable, StreamingDSCNN, StreamLayout, window_start_of_output
 from edge_runtime.detector import KeywordScorer
-from edge_runtime.features import LogMelFrontEnd
+from edge_runtime.features import PCEN, FeatureSpec, LogMelFrontEnd, silence_frames
 from edge_runtime.interpreter import TfliteModel
 from edge_runtime.manifest import load_bundle
 from edge_runtime.postprocess import DetectionPolicy, PostProcessor, smoothed_track
 from edge_runtime.stream_manifest import load_stream_bundle
 from edge_runtime.streaming import StreamingFrontEnd, StreamingScorer
-from tests.tiny import LABELS, SPEC, TINY_CONFIGS, keyword_sound, other_sound, shared_dscnn_bundle
+from tests.tiny import LABELS, SPEC, TINY_CONFIGS, convert_tiny, keyword_sound, other_sound, shared_dscnn_bundle
 from train.models import build_model
 
 FLOAT_TOLERANCE = 1e-5  # probability, float32 stream vs float32 window (measured <= 3e-7)
@@ -115,18 +116,24 @@ def test_only_the_dscnn_streams():
         StreamLayout.of(padded, SPEC)
 
 
-def test_front_end_stream_equals_whole_signal():
+@pytest.mark.parametrize("front_end_name", ["log-mel-v1", PCEN])
+def test_front_end_stream_equals_whole_signal(front_end_name):
+    spec = dataclasses.replace(SPEC, front_end=front_end_name)
     audio = np.random.default_rng(0).standard_normal(SPEC.sample_rate * 2).astype(np.float32) * 0.1
-    front_end = StreamingFrontEnd(SPEC, 10)
+    audio *= np.linspace(0.1, 1.0, audio.size, dtype=np.float32)  # a rising level, which PCEN's smoother follows
+    front_end = StreamingFrontEnd(spec, 10)
     frames = []
     for start in range(0, len(audio), 333):
         front_end.push(audio[start : start + 333])
         while front_end.ready():
             frames.append(front_end.pop())
     streamed = np.concatenate(frames)
-    whole = LogMelFrontEnd(SPEC).frames(audio)
+    whole = LogMelFrontEnd(spec).frames(audio)
     assert streamed.shape[0] == whole.shape[0] // 10 * 10
     np.testing.assert_allclose(streamed, whole[: streamed.shape[0]], atol=1e-5)
+    front_end.reset()  # a new stream: its smoother starts again at its first frame
+    front_end.push(audio[: front_end.samples_per_call])
+    np.testing.assert_allclose(front_end.pop(), whole[:10], atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +161,13 @@ def streamed_probabilities(bundle_dir, audio: np.ndarray, chunk: int, float32: b
     return np.concatenate(scores)
 
 
-def window_probabilities(model_path, manifest: dict, audio: np.ndarray, outputs: int) -> np.ndarray:
+def window_probabilities(
+    model_path, manifest: dict, audio: np.ndarray, outputs: int, spec: FeatureSpec = SPEC
+) -> np.ndarray:
     """The window TFLite model on the window matching each stream output (silence frames before the audio)."""
-    layout = StreamLayout.of(build_model("dscnn", SPEC.n_mels, len(LABELS), **TINY_CONFIGS["dscnn"]), SPEC)
-    window = SPEC.frames_per_clip
-    floor = np.full((window, SPEC.n_mels), np.log(SPEC.log_floor), np.float32)
-    features = np.concatenate([floor, LogMelFrontEnd(SPEC).frames(audio)])
+    layout = StreamLayout.of(build_model("dscnn", spec.n_mels, len(LABELS), **TINY_CONFIGS["dscnn"]), spec)
+    window = spec.frames_per_clip
+    features = np.concatenate([silence_frames(window, spec), LogMelFrontEnd(spec).frames(audio)])
     model = TfliteModel(model_path)
     keyword = manifest["keyword_index"]
     starts = [window_start_of_output(layout, n) + window for n in range(outputs)]
@@ -310,3 +318,29 @@ def test_a_bundle_whose_int8_step_fails_the_agreement_check_streams_in_float32(t
         streamed_probabilities(bundle, audio, 1600, float32=False),
         streamed_probabilities(source, audio, 1600, float32=True),
     )
+
+
+@pytest.fixture(scope="module")
+def pcen_bundle(tmp_path_factory):
+    return convert_tiny(tmp_path_factory.mktemp("pcen"), "dscnn", dataclasses.replace(SPEC, front_end=PCEN))[1]
+
+
+def test_a_pcen_bundle_streams_what_its_window_model_computes(pcen_bundle, audio):
+    """PCEN through the whole product: the spec travels in the manifest, the runtime's streaming front-end carries
+    the smoother between calls, and the stream equals the window model on the same continuous features."""
+    spec = dataclasses.replace(SPEC, front_end=PCEN)
+    manifest = json.loads((pcen_bundle / "manifest.json").read_text())
+    assert manifest["feature_spec"]["front_end"] == PCEN
+    assert load_stream_bundle(pcen_bundle).stream.spec == spec
+    by_chunk = {chunk: streamed_probabilities(pcen_bundle, audio, chunk, float32=True) for chunk in (37, 1600)}
+    np.testing.assert_array_equal(by_chunk[37], by_chunk[1600])
+    window_float = window_probabilities(pcen_bundle / "model_float32.tflite", manifest, audio, len(by_chunk[37]), spec)
+    assert np.abs(by_chunk[37] - window_float).max() <= FLOAT_TOLERANCE
+    int8 = streamed_probabilities(pcen_bundle, audio, SPEC.hop_samples, float32=False)
+    assert np.abs(int8 - window_float).max() <= INT8_TOLERANCE
+    assert window_float.max() > 0.9 and window_float.min() < 0.1  # it learned the tiny task on PCEN features
+    # The window detector, fed in blocks, carries the smoother too: the same scores as the signal taken whole.
+    scorer = KeywordScorer(load_bundle(pcen_bundle))
+    whole = scorer.window_scores(audio)
+    blocks = [audio[start : start + 5000] for start in range(0, len(audio), 5000)]
+    np.testing.assert_allclose([score for _, score in scorer.stream_windows(blocks)], whole.scores, atol=1e-6)

@@ -158,3 +158,27 @@ def test_a_false_accept_weight_makes_missed_negatives_cost_more_and_is_checked(t
         cwd=REPO, capture_output=True, text=True, check=False,
     )
     assert result.returncode == 2 and "--false-accept-weight must be > 0, got 0.0" in result.stderr
+
+
+def test_a_pcen_teacher_travels_with_its_front_end_and_its_student_reads_the_same(tmp_path):
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    common = {"data": clipset, "model": "dscnn", "epochs": 2, "batch_size": 16, "seed": 1, "device": "cpu"}
+    metrics = fit(FitConfig(out=tmp_path / "pcen", front_end="pcen-v1", **common))
+    model, info = load_checkpoint(tmp_path / "pcen" / "best.pt")
+    assert info.feature_spec.front_end == "pcen-v1"
+    assert metrics["test"]["roc_auc"] > 0.9  # the tiny task is learnable on PCEN features too
+    # The checkpoint scores its test windows as reported only through its own front-end, not the clip set's.
+    from train.compress.bank import build_bank
+
+    bank = build_bank(clipset, model, views=1, seed=0, device=torch.device("cpu"), teacher_spec=info.feature_spec)
+    assert bank.spec == info.feature_spec
+    log_mel_bank = build_bank(clipset, model, views=1, seed=0, device=torch.device("cpu"))
+    assert log_mel_bank.spec.front_end == "log-mel-v1"
+    assert not torch.allclose(bank.test.features, log_mel_bank.test.features)
+    result = subprocess.run(
+        [sys.executable, "-m", "train.fit", "--data", str(clipset), "--out", str(tmp_path / "x"),
+         "--front-end", "mfcc"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2 and "argument --front-end: invalid choice: 'mfcc'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

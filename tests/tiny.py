@@ -56,14 +56,16 @@ def make_tiny_clipset(folder: Path, seed: int = 0) -> Path:
     return writer.write(folder, meta)
 
 
-def make_tiny_checkpoint(path: Path, architecture: str, clipset: Path, steps: int = 40) -> Path:
+def make_tiny_checkpoint(
+    path: Path, architecture: str, clipset: Path, steps: int = 40, spec: FeatureSpec = SPEC
+) -> Path:
     """A tiny model trained a few full-batch steps on centred training windows, so its scores mean something."""
     from convert.windows import WindowMaker
     from train.data.clipset import ClipSet
 
     torch.manual_seed(0)
     model = build_model(architecture, SPEC.n_mels, len(LABELS), **TINY_CONFIGS[architecture])
-    train = WindowMaker(ClipSet.load(clipset), SPEC).split("train")
+    train = WindowMaker(ClipSet.load(clipset), spec).split("train")
     features, labels = torch.from_numpy(train.features), torch.from_numpy(train.labels)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
@@ -74,7 +76,7 @@ def make_tiny_checkpoint(path: Path, architecture: str, clipset: Path, steps: in
     info = CheckpointInfo(
         architecture=architecture,
         model_config=TINY_CONFIGS[architecture],
-        feature_spec=SPEC,
+        feature_spec=spec,
         labels=LABELS,
         keyword=KEYWORD,
         threshold=0.5,
@@ -84,11 +86,12 @@ def make_tiny_checkpoint(path: Path, architecture: str, clipset: Path, steps: in
     return path
 
 
-def convert_tiny(root: Path, architecture: str) -> tuple[Path, Path, dict]:
+def convert_tiny(root: Path, architecture: str, spec: FeatureSpec = SPEC) -> tuple[Path, Path, dict]:
     """Clip set + checkpoint + conversion under `root`; returns (checkpoint, bundle folder, manifest)."""
     clipset = root / "clips" if (root / "clips").is_dir() else make_tiny_clipset(root / "clips")
-    checkpoint = make_tiny_checkpoint(root / f"{architecture}.pt", architecture, clipset)
-    out = root / f"edge-{architecture}"
+    name = architecture if spec == SPEC else f"{architecture}-{spec.front_end}"
+    checkpoint = make_tiny_checkpoint(root / f"{name}.pt", architecture, clipset, spec=spec)
+    out = root / f"edge-{name}"
     manifest = run_conversion(ConversionOptions(checkpoint=checkpoint, out=out, calibration_windows=40), say=print)
     return checkpoint, out, manifest
 

@@ -9,6 +9,7 @@ scored once at the end into `metrics.json`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -20,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from edge_runtime.cli_parser import OneLineErrorParser
-from edge_runtime.features import FeatureSpec
+from edge_runtime.features import FRONT_END_NAME, FRONT_ENDS, FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
 from train.data.batches import FIT_EPOCH, AugmentedBatches, worker_count, workers_option
@@ -57,6 +58,9 @@ class FitConfig:
     leave_out: list[str] = field(default_factory=list)
     # Weight of non-keyword clips in the loss (the keyword's is 1): above 1 a false accept costs more than a miss.
     false_accept_weight: float = 1.0
+    # The feature front-end (edge_runtime.features.FRONT_ENDS); None: the clip set's (log-mel). It travels with the
+    # checkpoint into the manifest, so conversion and the device compute the same features.
+    front_end: str | None = None
     seed: int = 0
     device: str = "auto"
     # Processes that augment the next batches while the model trains (train.data.batches); None: auto, worker_count().
@@ -143,6 +147,12 @@ def training_augmenter(
     )  # fmt: skip
 
 
+def clipset_spec(clips: ClipSet, front_end: str | None = None) -> FeatureSpec:
+    """The clip set's feature spec, with another front-end if one is named (the audio is the same for any)."""
+    spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
+    return dataclasses.replace(spec, front_end=front_end) if front_end else spec
+
+
 def fit(config: FitConfig) -> dict:
     """Train, keep the best checkpoint, score the test split; returns the metrics written to metrics.json."""
     torch.manual_seed(config.seed)
@@ -152,7 +162,7 @@ def fit(config: FitConfig) -> dict:
     if config.leave_out:
         left_out = clips.leave_out(config.leave_out)
         print(f"leaving out {left_out} train and val utterances of {', '.join(config.leave_out)}", file=sys.stderr)
-    spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
+    spec = clipset_spec(clips, config.front_end)
     augmenter = training_augmenter(clips, spec, rng, config.speech_context, config.whisper)
     # Made before any tensor is on the GPU: the workers are forked and only ever run numpy.
     batches = AugmentedBatches(clips, augmenter, config.seed, worker_count(config.workers, device.type))
@@ -273,6 +283,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         **({"whisper": config.whisper} if config.whisper else {}),
         **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
         **({"false_accept_weight": config.false_accept_weight} if config.false_accept_weight != 1.0 else {}),
+        **({"front_end": config.front_end} if config.front_end not in (None, FRONT_END_NAME) else {}),
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
         # States written before augmentation drew per-batch streams (train.data.batches) continue differently.
         "augmentation_streams": "per-batch",
@@ -318,6 +329,11 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
     parser.add_argument(
         "--false-accept-weight", type=float, default=defaults.false_accept_weight, metavar="W",
         help="weight of non-keyword clips in the loss, the keyword's being 1 (> 1: false accepts cost more)",
+    )
+    parser.add_argument(
+        "--front-end", choices=FRONT_ENDS, default=None,
+        help="features the model reads: log-mel, or PCEN (per-channel energy normalization: each mel bin divided by "
+        "its own slow average, then root-compressed; edge_runtime.features) (default: the clip set's, log-mel-v1)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for weights, order and augmentation")
     parser.add_argument(

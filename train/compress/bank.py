@@ -24,7 +24,7 @@ from train.compress.distill import logits_and_embedding
 from train.data.batches import BANK_VIEW, AugmentedBatches, worker_count
 from train.data.clipset import ClipSet
 from train.features_torch import TorchLogMel
-from train.fit import epoch_indices, training_augmenter
+from train.fit import clipset_spec, epoch_indices, training_augmenter
 
 FEATURE_BATCH = 512  # windows per log-mel + teacher batch while building
 
@@ -89,11 +89,14 @@ def build_bank(
     whisper: float = 0.0,
     leave_out: list[str] | None = None,
     workers: int | None = None,
+    teacher_spec: FeatureSpec | None = None,
 ) -> Bank:
-    """`workers`: augmentation processes (train.data.batches; None: auto); the bank is the same for any count."""
+    """`workers`: augmentation processes (train.data.batches; None: auto); the bank is the same for any count.
+    `teacher_spec`: the teacher checkpoint's features (None: the clip set's)."""
     clips = ClipSet.load(clipset_path)
     clips.leave_out(leave_out or [])
-    spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
+    # The student reads what the teacher read (its logits are computed on these features): the teacher's spec.
+    spec = teacher_spec or clipset_spec(clips)
     labels, keyword = list(clips.meta["labels"]), clips.meta["keyword"]
     if labels.index(keyword) != 1:
         raise ValueError(f"clip set {clipset_path} must list the keyword second in its labels, got {labels}")

@@ -256,7 +256,8 @@ def run(args: argparse.Namespace, methods: tuple[str, ...], settings: ChainSetti
     say(f"compress: building {args.views} augmented views of {data} with the teacher's outputs on {device.type}")
     # The student leaves out what its teacher left out (train.fit --leave-out), or it would hear that family.
     bank = build_bank(data, teacher, args.views, settings.seed, device, speech_context=args.speech_context,
-                      whisper=args.whisper, leave_out=teacher_info.left_out, workers=args.workers)
+                      whisper=args.whisper, leave_out=teacher_info.left_out, workers=args.workers,
+                      teacher_spec=teacher_info.feature_spec)
     if (bank.labels, bank.keyword) != (teacher_info.labels, teacher_info.keyword):
         raise ValueError(f"clip set {data} is labelled {bank.labels}, the teacher {teacher_info.labels}")
     say(f"compress: bank ready in {time.monotonic() - started:.0f} s ({sum(len(v) for v in bank.views)} windows)")

@@ -165,7 +165,7 @@ def make_report(
     stages: dict, bundle: Path | None, teacher_bundle: Path | None, fa_per_hour: float, rounds: int, per_round: int, say
 ) -> dict:
     clips = ClipSet.load(stages["clipset"])
-    spec = FeatureSpec.from_dict(clips.meta["feature_spec"]) if "feature_spec" in clips.meta else FeatureSpec()
+    spec = load_checkpoint(Path(stages["teacher"]))[1].feature_spec  # every row reads the teacher's features
     say("report: test windows through the device front-end")
     test = WindowMaker(clips, spec).split("test")
     rows, deployed = build_rows(stages, bundle, teacher_bundle, test.features[0], spec)

@@ -10,6 +10,7 @@ what the deployed model gives up, not a deployed path.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,12 +117,14 @@ class CheckpointDetector(_StreamingPostProcessing):
     BATCH_WINDOWS = 2048
 
     def __init__(self, checkpoint: str | Path, like: StreamingDetector) -> None:
-        from edge_runtime.features import LogMelFrontEnd
+        from edge_runtime.features import LogMelFrontEnd, silence_frames
         from train.checkpoint import load_checkpoint
 
         self.model, self.info = load_checkpoint(Path(checkpoint))
-        if self.info.feature_spec != like.spec:
-            raise ValueError(f"reference {checkpoint} was trained on other features than the bundle: "
+        # Its own front-end (log-mel or PCEN) on the same frames: everything else of the spec must match, so its
+        # scores fall at the bundle's output times.
+        if dataclasses.replace(self.info.feature_spec, front_end=like.spec.front_end) != like.spec:
+            raise ValueError(f"reference {checkpoint} was trained on other frames than the bundle: "
                              f"{self.info.feature_spec.to_dict()} vs {like.spec.to_dict()}")  # fmt: skip
         if self.info.keyword != like.keyword:
             raise ValueError(f"reference {checkpoint} spots {self.info.keyword!r}, the bundle {like.keyword!r}")
@@ -132,8 +135,8 @@ class CheckpointDetector(_StreamingPostProcessing):
         self.stride_frames, self.first_frame = stream.stride_frames, stream.output_frame_offset
         self.output_period, self.smoothing_seconds = like.output_period, like.smoothing_seconds
         self.refractory_seconds = like.refractory_seconds
-        self.front_end = LogMelFrontEnd(self.spec)
-        self.silence_frame = self.front_end.frames(np.zeros(self.spec.window_samples, np.float32))[0]
+        self.front_end = LogMelFrontEnd(self.info.feature_spec)
+        self.silence_frame = silence_frames(1, self.info.feature_spec)[0]
 
     def score(self, audio: np.ndarray) -> ScoreTrack:
         import torch

@@ -101,10 +101,13 @@ def markdown(report: dict) -> str:
     where = report.get("breakdown")
     if where:
         # References (e.g. the teacher) at their own threshold for the same rate, beside ours.
+        # Several references of one architecture (teachers of several seeds) each keep a column: their label then
+        # names the checkpoint.
+        referenced = [(name, system) for name, system in report["systems"].items() if "breakdown" in system]
+        labels = [system.get("label", name) for name, system in referenced]
         others = {
-            system.get("label", name): system["breakdown"]
-            for name, system in report["systems"].items()
-            if "breakdown" in system
+            (label if labels.count(label) == 1 else f"{label}, {system.get('checkpoint', name)}"): system["breakdown"]
+            for label, (name, system) in zip(labels, referenced, strict=True)
         }
         lines += [
             "",

@@ -17,6 +17,7 @@ cached in `<cache_root>/eval-<keyword>-<hash>/` (`index.json` + one int16 `.npy`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime.features import FeatureSpec
+from edge_runtime.features import FRONT_END_NAME, FeatureSpec
 from train.data.augment import babble_noise
 from train.data.clipset import resample, to_int16, trim_silence
 from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice, english_languages, sentence_safe
@@ -299,8 +300,15 @@ def build_babble(config: StreamConfig, spec: FeatureSpec) -> list[np.ndarray]:
 # ---- the cache ----
 
 
+def audio_spec(spec: FeatureSpec) -> dict:
+    """What of a feature spec the streams' audio depends on, as the cache key records it: all of it but the
+    front-end, which only changes what a model computes from the same audio (log-mel and PCEN models share streams;
+    the spec stays whole in the key, with the default front-end, so folders built before PCEN keep their names)."""
+    return dataclasses.replace(spec, front_end=FRONT_END_NAME).to_dict()
+
+
 def cache_key(config: StreamConfig, spec: FeatureSpec) -> str:
-    identity = {"version": STREAMS_VERSION, "config": asdict(config), "feature_spec": spec.to_dict()}
+    identity = {"version": STREAMS_VERSION, "config": asdict(config), "feature_spec": audio_spec(spec)}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -344,7 +352,7 @@ def build_streams(
             "version": STREAMS_VERSION,
             "cache_key": cache_key(config, spec),
             "config": asdict(config),
-            "feature_spec": spec.to_dict(),
+            "feature_spec": audio_spec(spec),
             "streams": entries,
         }
         (staging / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
