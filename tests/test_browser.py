@@ -4,8 +4,11 @@ the DevTools protocol: the tiny bundle's keyword (a chirp) makes a detection app
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -95,15 +98,29 @@ def run_page(server: str, audio: np.ndarray, until) -> dict:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: chromium's helpers go with it
         )
         try:
             return page_state(debug_port, url, time.monotonic() + START_TIMEOUT_S + LISTEN_S, until)
         finally:
-            browser.terminate()
-            try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
+            stop_process_group(browser)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a browser and every helper it started, and wait until they are gone: a helper (crash handler, renderer)
+    still writing into the profile folder would make removing the temporary folder fail."""
+    group = process.pid
+    os.killpg(group, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):  # the SIGKILLs below end it
+        process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            break  # the whole group has exited
+        time.sleep(0.05)
+    process.wait(timeout=10)
 
 
 def test_keyword_from_the_fake_microphone_appears_on_the_page(server):
