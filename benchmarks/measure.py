@@ -26,7 +26,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from edge_runtime.features import FeatureSpec, LogMelFrontEnd  # noqa: E402
+from edge_runtime.features import FeatureSpec, MelFrontEnd  # noqa: E402
 
 WARMUP_CALLS = 50
 PERCENTILES = (50, 95, 99)
@@ -70,12 +70,12 @@ def example_audio(spec: FeatureSpec) -> np.ndarray:
 
 def example_features(spec: FeatureSpec, batch: int) -> np.ndarray:
     """Log-mel of `example_audio`: realistic value ranges for quantized inputs."""
-    return np.repeat(LogMelFrontEnd(spec).frames(example_audio(spec))[None], batch, axis=0)
+    return np.repeat(MelFrontEnd(spec).frames(example_audio(spec))[None], batch, axis=0)
 
 
 def measure_features(spec: FeatureSpec, iterations: int) -> dict:
     audio = np.random.default_rng(0).uniform(-0.1, 0.1, spec.clip_samples).astype(np.float32)
-    front_end = LogMelFrontEnd(spec)
+    front_end = MelFrontEnd(spec)
     return {"latency": timed_calls(lambda: front_end.frames(audio), iterations)}
 
 

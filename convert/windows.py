@@ -1,7 +1,7 @@
 """Real feature windows from the clip set a checkpoint was trained on: for int8 calibration and for evaluation.
 
 Each utterance is placed in the centre of a clip-long window (`Augmenter.centered_window`, deterministic, no
-noise) and goes through the numpy front-end the device runs (`LogMelFrontEnd`), so calibration and scores see
+noise) and goes through the numpy front-end the device runs (`MelFrontEnd`), so calibration and scores see
 exactly the features the device computes.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.features import FeatureSpec, LogMelFrontEnd
+from edge_runtime.features import FeatureSpec, MelFrontEnd
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
 
@@ -35,7 +35,7 @@ class WindowMaker:
     def __init__(self, clipset: ClipSet, spec: FeatureSpec) -> None:
         self.clipset = clipset
         self.spec = spec
-        self.front_end = LogMelFrontEnd(spec)
+        self.front_end = MelFrontEnd(spec)
         # centered_window uses neither noise nor randomness: no noise bank to decode, any seed.
         self.augmenter = Augmenter(spec, [], np.random.default_rng(CALIBRATION_SEED))
 

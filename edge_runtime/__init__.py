@@ -3,7 +3,7 @@
 Never imports torch or TensorFlow, and uses only relative imports inside the package, so a copy of this folder runs
 on its own (`python -m edge_runtime --help`). Modules:
 
-- `features`: the feature contract (`FeatureSpec`, `LogMelFrontEnd`), shared with training and conversion.
+- `features`: the feature contract (`FeatureSpec`, `MelFrontEnd`), shared with training and conversion.
 - `audio_io`: WAV files in, mono float32 at the spec's sample rate out.
 - `interpreter`: a TFLite model that takes float features and returns float probabilities (int8 or float32 inside).
 - `manifest`: reads and checks a model bundle (`manifest.json` + model file) against the interpreter.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import LogMelFrontEnd, SmootherState
+from .features import MelFrontEnd, SmootherState
 from .manifest import Bundle
 
 # Window times come from float division; a window exactly `refractory_seconds` after a peak counts as outside.
@@ -55,7 +55,7 @@ class KeywordScorer:
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.spec = bundle.feature_spec
-        self.front_end = LogMelFrontEnd(self.spec)
+        self.front_end = MelFrontEnd(self.spec)
         self.hop_frames = round(bundle.detection.window_hop_seconds * 1000.0 / self.spec.hop_ms)
 
     def window_scores(self, audio: np.ndarray) -> WindowScores:

@@ -2,7 +2,7 @@
 
 Every model carries a `FeatureSpec` in its manifest. Training computes the same features with the torch mirror
 in `train/features_torch.py` (checked against this module by `tests/test_features.py`); the edge runtime builds
-`LogMelFrontEnd` from the manifest it loads, so a model and its front-end can never silently disagree.
+`MelFrontEnd` from the manifest it loads, so a model and its front-end can never silently disagree.
 
 Framing is "valid" (no centre padding): frame i covers samples [i*hop, i*hop + window). That makes the front-end
 streamable sample by sample and makes a 1 s clip exactly `frames_per_clip` frames.
@@ -170,7 +170,7 @@ class SmootherState:
         self.smoothed = None
 
 
-class LogMelFrontEnd:
+class MelFrontEnd:
     """numpy mel features (log-mel or PCEN, as the spec names) for signals: [num_samples] float32 in -1..1 ->
     [num_frames, n_mels]."""
 
@@ -230,5 +230,5 @@ class LogMelFrontEnd:
 def silence_frames(count: int, spec: FeatureSpec) -> np.ndarray:
     """`count` feature frames of digital silence, float32 [count, n_mels]: every mel bin at the floor (for PCEN,
     a smoother settled on that floor)."""
-    silence = LogMelFrontEnd(spec).frames(np.zeros(spec.window_samples, np.float32))
+    silence = MelFrontEnd(spec).frames(np.zeros(spec.window_samples, np.float32))
     return np.repeat(silence, count, axis=0)

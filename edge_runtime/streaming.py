@@ -1,7 +1,7 @@
 """Streaming keyword scores: audio chunks of any size in, keyword probabilities every model output period out.
 
 - `StreamingFrontEnd`: the log-mel front-end, fed incrementally. Each sample enters once; only the samples the next
-  frame still needs (less than one window) are kept between calls. Frames are computed by `LogMelFrontEnd`
+  frame still needs (less than one window) are kept between calls. Frames are computed by `MelFrontEnd`
   itself, a step's worth at a time, so stream and window features come from one implementation.
 - `StreamingModel`: the streaming TFLite step (`frames` + `state` -> `probabilities` + `state_out`). The int8
   state goes back in exactly as it came out (conversion checked that state input and output share scale and zero
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import KwsError
-from .features import FeatureSpec, LogMelFrontEnd, SmootherState, silence_frames
+from .features import FeatureSpec, MelFrontEnd, SmootherState, silence_frames
 from .interpreter import DEFAULT_THREADS, Interpreter, TensorInfo, native_stderr_silenced, quantize
 from .stream_manifest import StreamingEntry
 
@@ -30,7 +30,7 @@ class StreamingFrontEnd:
     def __init__(self, spec: FeatureSpec, frames_per_call: int) -> None:
         self.spec = spec
         self.frames_per_call = frames_per_call
-        self._front_end = LogMelFrontEnd(spec)
+        self._front_end = MelFrontEnd(spec)
         self._smoother = SmootherState()  # PCEN's running average, carried from call to call (unused for log-mel)
         # Samples needed for `frames_per_call` frames, and how far the next call's first frame starts after this one.
         self.samples_per_call = spec.frame_end_sample(frames_per_call - 1)

@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_runtime.detector import window_starts
 from edge_runtime.errors import KwsError
-from edge_runtime.features import FeatureSpec, LogMelFrontEnd
+from edge_runtime.features import FeatureSpec, MelFrontEnd
 from edge_runtime.interpreter import OUTPUT_LOGITS, softmax
 from edge_runtime.manifest import output_meaning, read_manifest
 from edge_runtime.postprocess import PostProcessor, StreamDetection
@@ -42,7 +42,7 @@ class OnnxScorer:
         self.keyword_index = int(manifest["keyword_index"])
         self.logits = output_meaning(manifest.get("model", {}), entry.folder / "manifest.json") == OUTPUT_LOGITS
         self.hop_frames = max(1, round(float(manifest["detection"]["window_hop_seconds"]) * 1000.0 / self.spec.hop_ms))
-        self.front_end = LogMelFrontEnd(self.spec)
+        self.front_end = MelFrontEnd(self.spec)
         self.session, self.provider = open_session(entry.folder / entry.onnx_file)
         self.input_name = self.session.get_inputs()[0].name
         self._lock = threading.Lock()

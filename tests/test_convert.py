@@ -20,7 +20,7 @@ import pytest
 from convert.errors import ConversionError
 from convert.pipeline import ConversionOptions, _check_within, check_agreement, run_conversion
 from convert.to_tflite import conv_unsqueeze_fixes, convert_to_tflite
-from edge_runtime.features import FeatureSpec, LogMelFrontEnd
+from edge_runtime.features import FeatureSpec, MelFrontEnd
 from edge_runtime.interpreter import OUTPUT_PROBABILITIES, Interpreter, TfliteModel, softmax
 from edge_runtime.manifest import MANIFEST_FORMAT, load_bundle, sha256_of
 from tests.tiny import (
@@ -95,7 +95,7 @@ def test_int8_model_has_int8_input_and_output(dscnn_bundle):
     assert manifest["model"]["input"] == model.input.to_dict()
     assert manifest["model"]["output"] == model.output.to_dict() | {"meaning": "class logits"}
     # The calibration saw real log-mel (about -14..+6 here): the int8 input range must cover it.
-    features = LogMelFrontEnd(SPEC).frames(np.zeros(SPEC.clip_samples, np.float32))
+    features = MelFrontEnd(SPEC).frames(np.zeros(SPEC.clip_samples, np.float32))
     low = (-128 - model.input.zero_point) * model.input.scale
     assert low <= features.min() + 1.0
     probabilities = model.probabilities(features)
@@ -110,7 +110,7 @@ def test_int8_logits_keep_small_probabilities_to_a_few_percent(dscnn_bundle):
     64). Here: noise with a chirp mixed in at rising level, probabilities of 0.02-0.2, where steps of 1/256 would be
     off by up to 8%."""
     _, out, _ = dscnn_bundle
-    front_end, windows = LogMelFrontEnd(SPEC), []
+    front_end, windows = MelFrontEnd(SPEC), []
     for seed, level in enumerate(np.geomspace(0.01, 1.0, 24)):
         rng, audio = np.random.default_rng(seed), np.zeros(SPEC.clip_samples, np.float32)
         noise, chirp = other_sound(rng), keyword_sound(rng)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge_runtime.features import FeatureSpec, LogMelFrontEnd
+from edge_runtime.features import FeatureSpec, MelFrontEnd
 from edge_runtime.interpreter import TfliteModel
 from edge_runtime.manifest import MANIFEST_NAME
 from tests.tiny import keyword_sound, other_sound, shared_dscnn_bundle
@@ -122,7 +122,7 @@ def test_one_clip_score_equals_the_model_on_the_clip_features(edge_python, bundl
     path = wavs["keyword_16k_int16"]
     audio, rate = soundfile.read(path, dtype="float32")
     assert rate == RATE and len(audio) == SPEC.clip_samples
-    expected = TfliteModel(bundle / "model_int8.tflite").probabilities(LogMelFrontEnd(SPEC).frames(audio))[1]
+    expected = TfliteModel(bundle / "model_int8.tflite").probabilities(MelFrontEnd(SPEC).frames(audio))[1]
     result = run_edge(edge_python, "score", "--model", bundle, path)
     assert json_lines(result.stdout)[0]["score"] == pytest.approx(float(expected), abs=1e-6)
 

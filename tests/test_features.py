@@ -14,13 +14,13 @@ from edge_runtime.features import (
     PCEN_INPUT_SCALE,
     PCEN_POWER,
     FeatureSpec,
-    LogMelFrontEnd,
+    MelFrontEnd,
     SmootherState,
     mel_filterbank,
     pcen_smoothing,
     silence_frames,
 )
-from train.features_torch import TorchLogMel
+from train.features_torch import TorchMelFrontEnd
 
 # Both compute float32 power spectra and a float32 matmul; on real speech-like signals the log-mel values
 # (range about -14..+10) differ by a few 1e-5 at most. 1e-3 is the bound we hold them to.
@@ -38,7 +38,7 @@ def test_one_second_clip_has_the_contract_frame_count():
     spec = FeatureSpec()
     assert spec.window_samples == 400 and spec.hop_samples == 160
     assert spec.frames_per_clip == 98
-    features = LogMelFrontEnd(spec).frames(np.zeros(spec.clip_samples, dtype=np.float32))
+    features = MelFrontEnd(spec).frames(np.zeros(spec.clip_samples, dtype=np.float32))
     assert features.shape == (98, 40)
     # Silence sits exactly at the log floor.
     assert np.allclose(features, np.log(spec.log_floor))
@@ -47,8 +47,8 @@ def test_one_second_clip_has_the_contract_frame_count():
 def test_numpy_and_torch_front_ends_agree():
     spec = FeatureSpec()
     audio = np.stack([chirp_with_noise(spec, 1.0, seed) for seed in range(4)])
-    reference = np.stack([LogMelFrontEnd(spec).frames(a) for a in audio])
-    mirrored = TorchLogMel(spec)(torch.from_numpy(audio)).numpy()
+    reference = np.stack([MelFrontEnd(spec).frames(a) for a in audio])
+    mirrored = TorchMelFrontEnd(spec)(torch.from_numpy(audio)).numpy()
     assert mirrored.shape == reference.shape == (4, 98, 40)
     assert np.abs(mirrored - reference).max() < AGREEMENT_BOUND
     # Not trivially equal: the features span a real range.
@@ -58,7 +58,7 @@ def test_numpy_and_torch_front_ends_agree():
 def test_a_tone_lights_up_the_mel_band_that_contains_it():
     spec = FeatureSpec()
     t = np.arange(spec.clip_samples) / spec.sample_rate
-    features = LogMelFrontEnd(spec).frames((0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
+    features = MelFrontEnd(spec).frames((0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
     loudest_band = int(features.mean(axis=0).argmax())
     filterbank = mel_filterbank(spec)
     bin_of_1khz = round(1000 * spec.n_fft / spec.sample_rate)
@@ -67,7 +67,7 @@ def test_a_tone_lights_up_the_mel_band_that_contains_it():
 
 def test_short_audio_gives_no_frames_and_frame_count_formula_holds():
     spec = FeatureSpec()
-    front_end = LogMelFrontEnd(spec)
+    front_end = MelFrontEnd(spec)
     assert front_end.frames(np.zeros(spec.window_samples - 1, dtype=np.float32)).shape == (0, 40)
     for samples in (400, 559, 560, 16000, 24321):
         assert front_end.frames(np.zeros(samples, dtype=np.float32)).shape[0] == 1 + (samples - 400) // 160
@@ -103,7 +103,7 @@ def naive_pcen(mel_power: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 def test_pcen_follows_its_definition_across_smoother_blocks():
     audio = chirp_with_noise(PCEN_SPEC, 3.0)  # 298 frames: more than two of the smoother's blocks
-    front_end = LogMelFrontEnd(PCEN_SPEC)
+    front_end = MelFrontEnd(PCEN_SPEC)
     features = front_end.frames(audio)
     assert features.shape == (298, 40)
     np.testing.assert_allclose(features, naive_pcen(front_end.mel_power(audio), PCEN_SPEC), atol=1e-5)
@@ -113,13 +113,13 @@ def test_pcen_follows_its_definition_across_smoother_blocks():
 
 def test_pcen_numpy_and_torch_front_ends_agree():
     audio = np.stack([chirp_with_noise(PCEN_SPEC, 1.0, seed) for seed in range(4)])
-    reference = np.stack([LogMelFrontEnd(PCEN_SPEC).frames(a) for a in audio])
-    mirrored = TorchLogMel(PCEN_SPEC)(torch.from_numpy(audio)).numpy()
+    reference = np.stack([MelFrontEnd(PCEN_SPEC).frames(a) for a in audio])
+    mirrored = TorchMelFrontEnd(PCEN_SPEC)(torch.from_numpy(audio)).numpy()
     assert mirrored.shape == reference.shape == (4, 98, 40)
     assert np.abs(mirrored - reference).max() < AGREEMENT_BOUND
     longer = chirp_with_noise(PCEN_SPEC, 2.5)[None]  # longer than a clip: the torch smoother extends itself
     np.testing.assert_allclose(
-        TorchLogMel(PCEN_SPEC)(torch.from_numpy(longer)).numpy()[0], LogMelFrontEnd(PCEN_SPEC).frames(longer[0]),
+        TorchMelFrontEnd(PCEN_SPEC)(torch.from_numpy(longer)).numpy()[0], MelFrontEnd(PCEN_SPEC).frames(longer[0]),
         atol=AGREEMENT_BOUND,
     )
 
@@ -128,16 +128,16 @@ def test_pcen_cancels_a_fixed_gain_that_log_mel_only_shifts():
     audio = chirp_with_noise(PCEN_SPEC, 2.0)
     quiet = audio * np.float32(0.1)  # -20 dB
     log_shift = FeatureSpec()
-    log_change = np.abs(LogMelFrontEnd(log_shift).frames(quiet) - LogMelFrontEnd(log_shift).frames(audio))
-    pcen_change = np.abs(LogMelFrontEnd(PCEN_SPEC).frames(quiet) - LogMelFrontEnd(PCEN_SPEC).frames(audio))
-    pcen_range = np.ptp(LogMelFrontEnd(PCEN_SPEC).frames(audio))
+    log_change = np.abs(MelFrontEnd(log_shift).frames(quiet) - MelFrontEnd(log_shift).frames(audio))
+    pcen_change = np.abs(MelFrontEnd(PCEN_SPEC).frames(quiet) - MelFrontEnd(PCEN_SPEC).frames(audio))
+    pcen_range = np.ptp(MelFrontEnd(PCEN_SPEC).frames(audio))
     assert np.median(log_change) > 4.0  # log(0.01) = -4.6 in every bin that is above the floor
     assert np.median(pcen_change) < 0.01 < 0.1 * pcen_range  # the gain divides out (0.0006 measured)
 
 
 def test_pcen_fed_in_pieces_with_its_state_equals_the_whole_signal():
     audio = chirp_with_noise(PCEN_SPEC, 2.0, seed=5)
-    front_end, state, pieces = LogMelFrontEnd(PCEN_SPEC), SmootherState(), []
+    front_end, state, pieces = MelFrontEnd(PCEN_SPEC), SmootherState(), []
     hop, window = PCEN_SPEC.hop_samples, PCEN_SPEC.window_samples
     total = PCEN_SPEC.num_frames(audio.size)
     for first in range(0, total, 13):  # 13 frames a call, as a stream would hand them over
@@ -157,7 +157,7 @@ def test_silence_frames_are_the_front_ends_view_of_zeros():
     floor = PCEN_SPEC.log_floor * PCEN_INPUT_SCALE
     expected = (floor / (PCEN_EPS + floor) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS**PCEN_POWER
     np.testing.assert_allclose(pcen_silence, expected, rtol=1e-5)
-    np.testing.assert_allclose(LogMelFrontEnd(PCEN_SPEC).frames(np.zeros(16000, np.float32)), expected, rtol=1e-5)
+    np.testing.assert_allclose(MelFrontEnd(PCEN_SPEC).frames(np.zeros(16000, np.float32)), expected, rtol=1e-5)
 
 
 def test_an_unknown_front_end_is_refused_with_the_allowed_ones():

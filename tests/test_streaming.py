@@ -21,7 +21,7 @@ import torch
 
 from convert.stream_model import NotStreamable, StreamingDSCNN, StreamLayout, window_start_of_output
 from edge_runtime.detector import KeywordScorer
-from edge_runtime.features import PCEN, FeatureSpec, LogMelFrontEnd, silence_frames
+from edge_runtime.features import PCEN, FeatureSpec, MelFrontEnd, silence_frames
 from edge_runtime.interpreter import TfliteModel
 from edge_runtime.manifest import load_bundle
 from edge_runtime.postprocess import DetectionPolicy, PostProcessor, smoothed_track
@@ -128,7 +128,7 @@ def test_front_end_stream_equals_whole_signal(front_end_name):
         while front_end.ready():
             frames.append(front_end.pop())
     streamed = np.concatenate(frames)
-    whole = LogMelFrontEnd(spec).frames(audio)
+    whole = MelFrontEnd(spec).frames(audio)
     assert streamed.shape[0] == whole.shape[0] // 10 * 10
     np.testing.assert_allclose(streamed, whole[: streamed.shape[0]], atol=1e-5)
     front_end.reset()  # a new stream: its smoother starts again at its first frame
@@ -167,7 +167,7 @@ def window_probabilities(
     """The window TFLite model on the window matching each stream output (silence frames before the audio)."""
     layout = StreamLayout.of(build_model("dscnn", spec.n_mels, len(LABELS), **TINY_CONFIGS["dscnn"]), spec)
     window = spec.frames_per_clip
-    features = np.concatenate([silence_frames(window, spec), LogMelFrontEnd(spec).frames(audio)])
+    features = np.concatenate([silence_frames(window, spec), MelFrontEnd(spec).frames(audio)])
     model = TfliteModel(model_path)
     keyword = manifest["keyword_index"]
     starts = [window_start_of_output(layout, n) + window for n in range(outputs)]

@@ -15,7 +15,7 @@ from tests.tiny import make_tiny_clipset
 from train.checkpoint import load_checkpoint
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
-from train.features_torch import TorchLogMel
+from train.features_torch import TorchMelFrontEnd
 from train.fit import FitConfig, fit, keyword_scores
 from train.losses import class_weights
 
@@ -50,7 +50,8 @@ def test_best_checkpoint_reproduces_the_reported_test_metrics(trained):
     augmenter = Augmenter(info.feature_spec, clips.noise_bank(), np.random.default_rng(0))
     test = clips.indices("test")
     windows = np.stack([augmenter.centered_window(clips.utterance(i)) for i in test])
-    scores = keyword_scores(model, TorchLogMel(info.feature_spec), windows, info.keyword_index, torch.device("cpu"))
+    front_end = TorchMelFrontEnd(info.feature_spec)
+    scores = keyword_scores(model, front_end, windows, info.keyword_index, torch.device("cpu"))
     accuracy = float(((scores >= info.threshold) == (clips.labels[test] == 1)).mean())
     assert accuracy == pytest.approx(metrics["test"]["accuracy"])
 

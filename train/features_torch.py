@@ -1,4 +1,4 @@
-"""Torch mirror of `edge_runtime.features.LogMelFrontEnd`, for batched feature extraction on the GPU.
+"""Torch mirror of `edge_runtime.features.MelFrontEnd`, for batched feature extraction on the GPU.
 
 The window, filterbank and PCEN smoother come from the numpy contract itself, so only the framing and FFT are
 re-implemented here; `tests/test_features.py` holds the two within a stated tolerance.
@@ -19,7 +19,7 @@ from edge_runtime.features import (
 )
 
 
-class TorchLogMel(torch.nn.Module):
+class TorchMelFrontEnd(torch.nn.Module):
     """[batch, samples] float audio -> [batch, frames, n_mels] log-mel or PCEN (as the spec names), valid framing
     like the numpy front-end; each signal is taken whole (PCEN's smoother starts at its first frame)."""
 

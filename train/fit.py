@@ -26,7 +26,7 @@ from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
 from train.data.batches import FIT_EPOCH, AugmentedBatches, worker_count, workers_option
 from train.data.clipset import ClipSet
-from train.features_torch import TorchLogMel
+from train.features_torch import TorchMelFrontEnd
 from train.losses import class_weights
 from train.metrics import accuracy_threshold, detection_metrics
 from train.models import ARCHITECTURES, build_model, count_parameters
@@ -177,7 +177,7 @@ def _fit(config: FitConfig, clips: ClipSet, spec, rng, augmenter: Augmenter, bat
     labels = list(clips.meta["labels"])
     keyword = clips.meta["keyword"]
     keyword_index = labels.index(keyword)
-    front_end = TorchLogMel(spec).to(device)
+    front_end = TorchMelFrontEnd(spec).to(device)
     model = build_model(config.model, n_mels=spec.n_mels, num_classes=len(labels)).to(device)
     model_config: dict = {}  # architecture defaults; compression stages will store their overrides here
     val_windows, val_labels = centered_windows(clips, augmenter, "val")

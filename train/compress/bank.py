@@ -23,7 +23,7 @@ from edge_runtime.features import FeatureSpec
 from train.compress.distill import logits_and_embedding
 from train.data.batches import BANK_VIEW, AugmentedBatches, worker_count
 from train.data.clipset import ClipSet
-from train.features_torch import TorchLogMel
+from train.features_torch import TorchMelFrontEnd
 from train.fit import clipset_spec, epoch_indices, training_augmenter
 
 FEATURE_BATCH = 512  # windows per log-mel + teacher batch while building
@@ -102,7 +102,7 @@ def build_bank(
         raise ValueError(f"clip set {clipset_path} must list the keyword second in its labels, got {labels}")
     rng = np.random.default_rng(seed)
     augmenter = training_augmenter(clips, spec, rng, speech_context, whisper)
-    front_end = TorchLogMel(spec).to(device)
+    front_end = TorchMelFrontEnd(spec).to(device)
     teacher = teacher.to(device).eval()
     built = []
     with AugmentedBatches(clips, augmenter, seed, worker_count(workers, device.type)) as batches:

@@ -117,7 +117,7 @@ class CheckpointDetector(_StreamingPostProcessing):
     BATCH_WINDOWS = 2048
 
     def __init__(self, checkpoint: str | Path, like: StreamingDetector) -> None:
-        from edge_runtime.features import LogMelFrontEnd, silence_frames
+        from edge_runtime.features import MelFrontEnd, silence_frames
         from train.checkpoint import load_checkpoint
 
         self.model, self.info = load_checkpoint(Path(checkpoint))
@@ -135,7 +135,7 @@ class CheckpointDetector(_StreamingPostProcessing):
         self.stride_frames, self.first_frame = stream.stride_frames, stream.output_frame_offset
         self.output_period, self.smoothing_seconds = like.output_period, like.smoothing_seconds
         self.refractory_seconds = like.refractory_seconds
-        self.front_end = LogMelFrontEnd(self.info.feature_spec)
+        self.front_end = MelFrontEnd(self.info.feature_spec)
         self.silence_frame = silence_frames(1, self.info.feature_spec)[0]
 
     def score(self, audio: np.ndarray) -> ScoreTrack:

@@ -21,7 +21,7 @@ import torch
 
 from convert.manifest_writer import DEFAULT_REFRACTORY_SECONDS
 from convert.streaming import DEFAULT_SMOOTHING_SECONDS
-from edge_runtime.features import FeatureSpec, LogMelFrontEnd
+from edge_runtime.features import FeatureSpec, MelFrontEnd
 from edge_runtime.postprocess import DetectionPolicy, PostProcessor, smoothed_track
 from train.data.clipset import ClipSet
 from train.evaluate.scoring import Scored, peak_thresholds, sweep, threshold_for
@@ -123,7 +123,7 @@ class ValStreams:
     """The val streams as log-mel features, ready to score any number of checkpoints."""
 
     def __init__(self, streams: list[Stream], audio: list[np.ndarray], spec: FeatureSpec, selection: StreamSelection):
-        front_end = LogMelFrontEnd(spec)
+        front_end = MelFrontEnd(spec)
         self.streams, self.spec, self.selection = streams, spec, selection
         self.features = [torch.from_numpy(front_end.frames(samples))[None] for samples in audio]
         self.hours = sum(s.seconds for s in streams if s.kind == "negative") / 3600
