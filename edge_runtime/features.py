@@ -26,8 +26,7 @@ import numpy as np
 
 LOG_MEL = "log-mel-v1"
 PCEN = "pcen-v1"
-FRONT_ENDS = (LOG_MEL, PCEN)
-FRONT_END_NAME = LOG_MEL  # the default
+FRONT_ENDS = (LOG_MEL, PCEN)  # the first is the default
 
 # pcen-v1, fixed by its name (a model trained on it is only valid with these): the constants of Wang et al. 2017
 # and librosa's `pcen`, with the mel power scaled as if the audio were 16-bit integers, so the `PCEN_EPS` floor of
@@ -54,7 +53,7 @@ class FeatureSpec:
     f_max_hz: float = 7600.0
     log_floor: float = 1e-6
     clip_seconds: float = 1.0
-    front_end: str = FRONT_END_NAME
+    front_end: str = LOG_MEL
 
     def __post_init__(self) -> None:
         problems = []

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from edge_runtime.cli_parser import OneLineErrorParser
-from edge_runtime.features import FRONT_END_NAME, FRONT_ENDS, FeatureSpec
+from edge_runtime.features import FRONT_ENDS, LOG_MEL, FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
 from train.data.batches import FIT_EPOCH, AugmentedBatches, worker_count, workers_option
@@ -283,7 +283,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         **({"whisper": config.whisper} if config.whisper else {}),
         **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
         **({"false_accept_weight": config.false_accept_weight} if config.false_accept_weight != 1.0 else {}),
-        **({"front_end": config.front_end} if config.front_end not in (None, FRONT_END_NAME) else {}),
+        **({"front_end": config.front_end} if config.front_end not in (None, LOG_MEL) else {}),
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
         # States written before augmentation drew per-batch streams (train.data.batches) continue differently.
         "augmentation_streams": "per-batch",

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime.features import FRONT_END_NAME, FeatureSpec
+from edge_runtime.features import LOG_MEL, FeatureSpec
 from train.data.augment import babble_noise
 from train.data.clipset import resample, to_int16, trim_silence
 from train.data.espeak import EspeakEngine, EspeakParams, EspeakVoice, english_languages, sentence_safe
@@ -304,7 +304,7 @@ def audio_spec(spec: FeatureSpec) -> dict:
     """What of a feature spec the streams' audio depends on, as the cache key records it: all of it but the
     front-end, which only changes what a model computes from the same audio (log-mel and PCEN models share streams;
     the spec stays whole in the key, with the default front-end, so folders built before PCEN keep their names)."""
-    return dataclasses.replace(spec, front_end=FRONT_END_NAME).to_dict()
+    return dataclasses.replace(spec, front_end=LOG_MEL).to_dict()
 
 
 def cache_key(config: StreamConfig, spec: FeatureSpec) -> str:
