@@ -1,6 +1,6 @@
 """Keyword probabilities over a whole recording, and the detections they make.
 
-Scoring: the log-mel front-end runs once over the file; a window of `frames_per_clip` frames slides over it by
+Scoring: the mel front-end runs once over the file; a window of `frames_per_clip` frames slides over it by
 `window_hop_seconds`, and the model gives the keyword probability of each window. A window's time is the time of
 its last sample (when the model has heard it). A file shorter than one clip is zero-padded at the end to one
 clip, and when the hop does not land on the end of the file a last window is added there, so no audio at the end
@@ -77,6 +77,8 @@ class KeywordScorer:
 
         def add_frames(audio: np.ndarray) -> np.ndarray:
             nonlocal frames
+            if first + frames.shape[0] == 0 and audio.shape[0] < spec.clip_samples:
+                return audio  # the first frames wait for the first clip: PCEN's smoother starts from all of it
             count = spec.num_frames(audio.shape[0])
             if count:
                 used = spec.frame_end_sample(count - 1)

@@ -7,13 +7,18 @@ in `train/features_torch.py` (checked against this module by `tests/test_feature
 Framing is "valid" (no centre padding): frame i covers samples [i*hop, i*hop + window). That makes the front-end
 streamable sample by sample and makes a 1 s clip exactly `frames_per_clip` frames.
 
-Two front-ends, named by `FeatureSpec.front_end`:
+The front-ends, named by `FeatureSpec.front_end`:
 - "log-mel-v1": the log of the mel power, floored at `log_floor`;
-- "pcen-v1": per-channel energy normalization (Wang et al., "Trainable frontend for robust and far-field keyword
+- "pcen-v2": per-channel energy normalization (Wang et al., "Trainable frontend for robust and far-field keyword
   spotting", ICASSP 2017) of the same floored mel power: each bin divided by a slow average of itself (an automatic
   gain control per bin), then root-compressed. It cancels a fixed channel gain and flattens stationary noise, which
   the log only shifts. The average is a one-pole smoother with state, so a stream carries it from call to call
-  (`SmootherState`); a signal scored whole starts it at its first frame, as if that frame had lasted forever.
+  (`SmootherState`). It starts at the mean energy of the signal's first clip (all of it, if shorter), as if that
+  level had lasted forever: a 1 s training window is then normalized by its own level from its first frame on,
+  which is what a stream's long-running average gives. A stream's first call must therefore hold its first clip;
+  `StreamingFrontEnd` and the window detector make it so.
+- "pcen-v1": the same, started at the first frame alone. Superseded by pcen-v2 (its students missed a quarter more
+  keywords on long audio; docs/quality.md) and kept so models trained on it still run.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from functools import cached_property
 import numpy as np
 
 LOG_MEL = "log-mel-v1"
-PCEN = "pcen-v1"
-FRONT_ENDS = (LOG_MEL, PCEN)  # the first is the default
+PCEN = "pcen-v2"
+PCEN_V1 = "pcen-v1"  # superseded: the smoother starts at the first frame
+FRONT_ENDS = (LOG_MEL, PCEN, PCEN_V1)  # the first is the default
+PCEN_FRONT_ENDS = (PCEN, PCEN_V1)
 
-# pcen-v1, fixed by its name (a model trained on it is only valid with these): the constants of Wang et al. 2017
+# PCEN, fixed by its name (a model trained on it is only valid with these): the constants of Wang et al. 2017
 # and librosa's `pcen`, with the mel power scaled as if the audio were 16-bit integers, so the `PCEN_EPS` floor of
 # the denominator sits far below any real signal.
 PCEN_TIME_CONSTANT_S = 0.4  # the smoother's time constant
@@ -159,8 +166,17 @@ def pcen_from_smoothed(energy, smoothed):
     return (energy / (PCEN_EPS + smoothed) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS**PCEN_POWER
 
 
+def smoother_start(energy, spec: FeatureSpec):
+    """Where a signal's smoother starts, per bin, from its scaled mel power [..., frames, n_mels] (numpy or torch):
+    the mean of its first clip for pcen-v2, its first frame for pcen-v1. Shape [..., n_mels]."""
+    if spec.front_end == PCEN_V1:
+        return energy[..., 0, :]
+    return energy[..., : spec.frames_per_clip, :].mean(-2)
+
+
 class SmootherState:
-    """PCEN's smoothed energy per mel bin between calls on one stream; None until its first frame."""
+    """PCEN's smoothed energy per mel bin between calls on one stream; None until its first call, which must hold
+    the stream's first clip (or all of a shorter stream) for the start to be the one the model was trained with."""
 
     def __init__(self) -> None:
         self.smoothed: np.ndarray | None = None
@@ -200,7 +216,7 @@ class MelFrontEnd:
         energy = mel.astype(np.float64) * PCEN_INPUT_SCALE
         if energy.shape[0] == 0:
             return np.zeros(mel.shape, np.float32)
-        previous = state.smoothed if state.smoothed is not None else energy[0]
+        previous = state.smoothed if state.smoothed is not None else smoother_start(energy, self.spec)
         weights, carry = self._smoother
         smoothed = np.empty_like(energy)
         for start in range(0, energy.shape[0], PCEN_BLOCK_FRAMES):

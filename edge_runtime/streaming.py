@@ -1,8 +1,9 @@
 """Streaming keyword scores: audio chunks of any size in, keyword probabilities every model output period out.
 
-- `StreamingFrontEnd`: the log-mel front-end, fed incrementally. Each sample enters once; only the samples the next
-  frame still needs (less than one window) are kept between calls. Frames are computed by `MelFrontEnd`
-  itself, a step's worth at a time, so stream and window features come from one implementation.
+- `StreamingFrontEnd`: the mel front-end, fed incrementally. Each sample enters once; only the samples the next
+  frame still needs (less than one window; for PCEN, the stream's first clip) are kept between calls. Frames are
+  computed by `MelFrontEnd` itself, a step's worth at a time, so stream and window features come from one
+  implementation.
 - `StreamingModel`: the streaming TFLite step (`frames` + `state` -> `probabilities` + `state_out`). The int8
   state goes back in exactly as it came out (conversion checked that state input and output share scale and zero
   point), and the state starts primed with digital silence, so the first outputs already mean something.
@@ -19,55 +20,74 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import KwsError
-from .features import FeatureSpec, MelFrontEnd, SmootherState, silence_frames
+from .features import PCEN_FRONT_ENDS, FeatureSpec, MelFrontEnd, SmootherState, silence_frames
 from .interpreter import DEFAULT_THREADS, Interpreter, TensorInfo, native_stderr_silenced, quantize
 from .stream_manifest import StreamingEntry
 
 
 class StreamingFrontEnd:
-    """Log-mel frames of an endless signal, `frames_per_call` frames at a time."""
+    """Feature frames of an endless signal, `frames_per_call` frames at a time.
+
+    PCEN's running average starts from the stream's first clip (`smoother_start`), so for PCEN the first
+    `first_calls` calls' frames (a clip or a little more) are computed at once and handed out a call at a time: the
+    stream's first frames wait for its first clip of audio, once, and every frame equals the signal's taken whole.
+    """
 
     def __init__(self, spec: FeatureSpec, frames_per_call: int) -> None:
         self.spec = spec
         self.frames_per_call = frames_per_call
         self._front_end = MelFrontEnd(spec)
         self._smoother = SmootherState()  # PCEN's running average, carried from call to call (unused for log-mel)
+        self.first_calls = -(-spec.frames_per_clip // frames_per_call) if spec.front_end in PCEN_FRONT_ENDS else 1
         # Samples needed for `frames_per_call` frames, and how far the next call's first frame starts after this one.
         self.samples_per_call = spec.frame_end_sample(frames_per_call - 1)
         self.advance = frames_per_call * spec.hop_samples
         self._pending = np.zeros(0, np.float32)
+        self._computed: list[np.ndarray] = []  # calls' frames computed ahead (PCEN's first clip), oldest first
+        self._calls_next = self.first_calls
 
     @property
     def new_samples_per_call(self) -> int:
         """Fresh samples each call consumes once the first window is filled: one hop per frame."""
         return self.advance
 
+    def _samples_for(self, calls: int) -> int:
+        return self.spec.frame_end_sample(calls * self.frames_per_call - 1)
+
     def push(self, audio: np.ndarray) -> None:
         self._pending = np.concatenate([self._pending, np.asarray(audio, dtype=np.float32).ravel()])
 
     def ready(self) -> bool:
-        return self._pending.shape[0] >= self.samples_per_call
+        return bool(self._computed) or self._pending.shape[0] >= self._samples_for(self._calls_next)
 
     def pop(self) -> np.ndarray:
         """The next `frames_per_call` frames [frames_per_call, n_mels]; call only when `ready()`."""
-        # Each frame is computed once, so the smoother sees every frame once, in order.
-        frames = self._front_end.frames(self._pending[: self.samples_per_call], self._smoother)
-        self._pending = self._pending[self.advance :]
-        return frames
+        if not self._computed:
+            # Each frame is computed once, so the smoother sees every frame once, in order.
+            calls = self._calls_next
+            frames = self._front_end.frames(self._pending[: self._samples_for(calls)], self._smoother)
+            self._pending = self._pending[calls * self.advance :]
+            self._computed = list(np.split(frames, calls))
+            self._calls_next = 1
+        return self._computed.pop(0)
 
-    def flush(self) -> np.ndarray | None:
-        """At the end of the input: the last call's frames with the missing samples taken as zeros, or None when
-        every sample is already in a frame. Frames past the real end then hold digital silence, the same zeros the
-        window model pads a short file with."""
-        if self._pending.shape[0] <= self.spec.window_samples - self.spec.hop_samples:
-            return None  # what is left was all read by the last call's frames
-        self.push(np.zeros(self.samples_per_call - self._pending.shape[0], np.float32))
-        frames = self.pop()
-        self._pending = np.zeros(0, np.float32)
+    def flush(self) -> list[np.ndarray]:
+        """At the end of the input (after every ready call was popped): the frames of the samples left, a call at
+        a time, with the missing samples taken as zeros; [] when every sample is already in a frame. Frames past
+        the real end then hold digital silence, the same zeros the window model pads a short file with."""
+        left = self._pending.shape[0]
+        if left <= self.spec.window_samples - self.spec.hop_samples:
+            return []  # what is left was all read by the last call's frames
+        real_frames = -(-left // self.spec.hop_samples)  # frames that start on a real sample
+        calls = min(self._calls_next, -(-real_frames // self.frames_per_call))  # the calls that hold them
+        self.push(np.zeros(self._samples_for(self._calls_next) - left, np.float32))
+        frames = [self.pop() for _ in range(calls)]
+        self._pending, self._computed = np.zeros(0, np.float32), []
         return frames
 
     def reset(self) -> None:
         self._pending = np.zeros(0, np.float32)
+        self._computed, self._calls_next = [], self.first_calls
         self._smoother.reset()
 
 
@@ -204,10 +224,10 @@ class StreamingScorer:
         end_s = real_samples / self.spec.sample_rate + tail_seconds
         steps = self.push(np.zeros(round(tail_seconds * self.spec.sample_rate), np.float32)) if tail_seconds else []
         self.samples_pushed = real_samples
-        frames = self.front_end.flush()
-        self.flushed = True
-        if frames is not None:
+        for frames in self.front_end.flush():
             steps.append(self._step(frames, started))
+            started = time.perf_counter_ns()
+        self.flushed = True
         kept = []
         for step in steps:  # drop outputs that read nothing but padding
             keep = min(len(step.times_s), int(np.count_nonzero(step.times_s < end_s - 1e-9)) + 1)

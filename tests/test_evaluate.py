@@ -291,7 +291,7 @@ def test_reference_must_share_the_bundles_frames_and_keyword(tmp_path):
     with pytest.raises(ValueError, match="trained on other frames than the bundle"):
         CheckpointDetector(other, streaming)
     # Another front-end on the same frames is fine (a PCEN teacher beside a log-mel student): it computes its own.
-    pcen_spec = dataclasses.replace(info.feature_spec, front_end="pcen-v1")
+    pcen_spec = dataclasses.replace(info.feature_spec, front_end="pcen-v2")
     save_checkpoint(other, model, dataclasses.replace(info, feature_spec=pcen_spec))
     pcen_reference = CheckpointDetector(other, streaming)
     audio = np.random.default_rng(0).standard_normal(2 * SPEC.sample_rate).astype(np.float32) * 0.1

@@ -13,6 +13,7 @@ from edge_runtime.features import (
     PCEN_GAIN,
     PCEN_INPUT_SCALE,
     PCEN_POWER,
+    PCEN_V1,
     FeatureSpec,
     MelFrontEnd,
     SmootherState,
@@ -92,23 +93,42 @@ PCEN_SPEC = dataclasses.replace(FeatureSpec(), front_end=PCEN)
 
 
 def naive_pcen(mel_power: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """PCEN by its definition, one frame at a time: M[t] = (1 - s) M[t - 1] + s E[t], M[-1] = E[0]."""
+    """PCEN by its definition, one frame at a time: M[t] = (1 - s) M[t - 1] + s E[t], with M[-1] the mean of the
+    first clip's E (pcen-v2) or E[0] (pcen-v1)."""
     energy = mel_power.astype(np.float64) * PCEN_INPUT_SCALE
-    s, smoothed, out = pcen_smoothing(spec), energy[0].copy(), np.empty_like(energy)
+    start = energy[0] if spec.front_end == PCEN_V1 else energy[: spec.frames_per_clip].mean(axis=0)
+    s, smoothed, out = pcen_smoothing(spec), start.copy(), np.empty_like(energy)
     for t, frame in enumerate(energy):
         smoothed = (1 - s) * smoothed + s * frame
         out[t] = (frame / (PCEN_EPS + smoothed) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS**PCEN_POWER
     return out
 
 
-def test_pcen_follows_its_definition_across_smoother_blocks():
-    audio = chirp_with_noise(PCEN_SPEC, 3.0)  # 298 frames: more than two of the smoother's blocks
-    front_end = MelFrontEnd(PCEN_SPEC)
+@pytest.mark.parametrize("front_end_name", [PCEN, PCEN_V1])
+def test_pcen_follows_its_definition_across_smoother_blocks(front_end_name):
+    spec = dataclasses.replace(PCEN_SPEC, front_end=front_end_name)
+    audio = chirp_with_noise(spec, 3.0)  # 298 frames: more than two of the smoother's blocks
+    front_end = MelFrontEnd(spec)
     features = front_end.frames(audio)
     assert features.shape == (298, 40)
-    np.testing.assert_allclose(features, naive_pcen(front_end.mel_power(audio), PCEN_SPEC), atol=1e-5)
-    assert 0.0 < pcen_smoothing(PCEN_SPEC) < 0.05  # a 0.4 s time constant at 10 ms frames
+    np.testing.assert_allclose(features, naive_pcen(front_end.mel_power(audio), spec), atol=1e-5)
+    assert 0.0 < pcen_smoothing(spec) < 0.05  # a 0.4 s time constant at 10 ms frames
     assert features.max() - features.min() > 1.0
+
+
+def test_pcen_v2_starts_from_the_first_clip_where_v1_starts_from_the_first_frame():
+    # Silence, then a loud tone: v1's average starts at silence's level and the tone's onset is divided by almost
+    # nothing; v2's starts at the clip's mean level, so the onset looks like the rest of the tone.
+    audio = np.zeros(PCEN_SPEC.clip_samples, np.float32)
+    audio[4000:] = 0.3 * np.sin(2 * np.pi * 440 * np.arange(audio.size - 4000) / PCEN_SPEC.sample_rate)
+    onset = PCEN_SPEC.num_frames(4000 + PCEN_SPEC.window_samples)  # the first frame wholly in the tone
+    v2 = MelFrontEnd(PCEN_SPEC).frames(audio)
+    v1 = MelFrontEnd(dataclasses.replace(PCEN_SPEC, front_end=PCEN_V1)).frames(audio)
+    assert v1[onset].max() > 3 * v2[onset].max()  # 3.89 against 1.00 measured
+    assert v1[onset].max() > 5 * v1[-1].max() and v2[onset].max() < 2 * v2[-1].max()  # v2: near the tone's level
+    # Starting from the first clip only: a longer signal's first clip has the same frames as that clip alone.
+    longer = np.concatenate([audio, audio[::-1]])
+    np.testing.assert_allclose(MelFrontEnd(PCEN_SPEC).frames(longer)[: v2.shape[0]], v2, atol=1e-5)
 
 
 def test_pcen_numpy_and_torch_front_ends_agree():
@@ -140,13 +160,15 @@ def test_pcen_fed_in_pieces_with_its_state_equals_the_whole_signal():
     front_end, state, pieces = MelFrontEnd(PCEN_SPEC), SmootherState(), []
     hop, window = PCEN_SPEC.hop_samples, PCEN_SPEC.window_samples
     total = PCEN_SPEC.num_frames(audio.size)
-    for first in range(0, total, 13):  # 13 frames a call, as a stream would hand them over
-        last = min(total, first + 13) - 1
+    # The first call holds the first clip (where the smoother starts from), then 13 frames a call, as a stream
+    # would hand them over.
+    for first in [0, *range(PCEN_SPEC.frames_per_clip, total, 13)]:
+        last = min(total, first + (13 if first else PCEN_SPEC.frames_per_clip)) - 1
         pieces.append(front_end.frames(audio[first * hop : last * hop + window], state))
     np.testing.assert_allclose(np.concatenate(pieces), front_end.frames(audio), atol=1e-5)
     state.reset()
-    restarted = front_end.frames(audio[: 13 * hop + window - hop], state)
-    np.testing.assert_allclose(restarted, front_end.frames(audio)[:13], atol=1e-6)
+    restarted = front_end.frames(audio[: PCEN_SPEC.clip_samples], state)
+    np.testing.assert_allclose(restarted, front_end.frames(audio)[: PCEN_SPEC.frames_per_clip], atol=1e-6)
 
 
 def test_silence_frames_are_the_front_ends_view_of_zeros():
@@ -161,6 +183,6 @@ def test_silence_frames_are_the_front_ends_view_of_zeros():
 
 
 def test_an_unknown_front_end_is_refused_with_the_allowed_ones():
-    with pytest.raises(ValueError, match="front_end 'mfcc' is unknown \\(allowed: log-mel-v1, pcen-v1\\)"):
+    with pytest.raises(ValueError, match="front_end 'mfcc' is unknown \\(allowed: log-mel-v1, pcen-v2, pcen-v1\\)"):
         FeatureSpec(front_end="mfcc")
     assert FeatureSpec.from_dict(PCEN_SPEC.to_dict()) == PCEN_SPEC

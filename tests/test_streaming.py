@@ -32,6 +32,7 @@ from train.models import build_model
 
 FLOAT_TOLERANCE = 1e-5  # probability, float32 stream vs float32 window (measured <= 3e-7)
 INT8_TOLERANCE = 0.06  # probability, int8 stream vs window (measured 0.03 on the tiny model: a few int8 steps)
+PCEN_INT8_TOLERANCE = 0.2  # the same with PCEN features (measured 0.144; see the PCEN bundle's test)
 CHUNK_SIZES = (1, 37, SPEC.hop_samples, 1000, SPEC.sample_rate)
 CONFIGS = [
     {},
@@ -131,9 +132,25 @@ def test_front_end_stream_equals_whole_signal(front_end_name):
     whole = MelFrontEnd(spec).frames(audio)
     assert streamed.shape[0] == whole.shape[0] // 10 * 10
     np.testing.assert_allclose(streamed, whole[: streamed.shape[0]], atol=1e-5)
-    front_end.reset()  # a new stream: its smoother starts again at its first frame
+    front_end.reset()  # a new stream: PCEN's smoother starts again, from the new stream's first clip
     front_end.push(audio[: front_end.samples_per_call])
+    assert front_end.ready() == (front_end_name == "log-mel-v1")  # PCEN waits for a clip: 10 calls of 10 frames
+    front_end.push(audio[front_end.samples_per_call : spec.frame_end_sample(front_end.first_calls * 10 - 1)])
     np.testing.assert_allclose(front_end.pop(), whole[:10], atol=1e-6)
+
+
+def test_a_pcen_stream_shorter_than_its_first_clip_flushes_every_frame_it_heard():
+    spec = dataclasses.replace(SPEC, front_end=PCEN)
+    audio = np.random.default_rng(1).standard_normal(int(0.35 * spec.sample_rate)).astype(np.float32) * 0.1
+    front_end = StreamingFrontEnd(spec, 10)
+    front_end.push(audio)
+    assert not front_end.ready()
+    flushed = front_end.flush()
+    assert len(flushed) == 4  # 35 frames start on a real sample: 4 calls of 10
+    # The frames of the audio completed with zeros to the first clip, as the signal taken whole gives them.
+    padded = np.concatenate([audio, np.zeros(spec.frame_end_sample(99) - audio.size, np.float32)])
+    np.testing.assert_allclose(np.concatenate(flushed), MelFrontEnd(spec).frames(padded)[:40], atol=1e-6)
+    assert front_end.flush() == []
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +354,11 @@ def test_a_pcen_bundle_streams_what_its_window_model_computes(pcen_bundle, audio
     window_float = window_probabilities(pcen_bundle / "model_float32.tflite", manifest, audio, len(by_chunk[37]), spec)
     assert np.abs(by_chunk[37] - window_float).max() <= FLOAT_TOLERANCE
     int8 = streamed_probabilities(pcen_bundle, audio, SPEC.hop_samples, float32=False)
-    assert np.abs(int8 - window_float).max() <= INT8_TOLERANCE
+    # Wider than log-mel's: after a chirp in digital silence PCEN falls to ~0.001, below one step of the int8
+    # input (0.0225), so the int8 step and window lose different detail there (0.144 measured, one output).
+    assert np.abs(int8 - window_float).max() <= PCEN_INT8_TOLERANCE
+    threshold = manifest["detection"]["threshold"]
+    assert np.mean((int8 >= threshold) == (window_float >= threshold)) >= 0.97
     assert window_float.max() > 0.9 and window_float.min() < 0.1  # it learned the tiny task on PCEN features
     # The window detector, fed in blocks, carries the smoother too: the same scores as the signal taken whole.
     scorer = KeywordScorer(load_bundle(pcen_bundle))

@@ -164,9 +164,9 @@ def test_a_false_accept_weight_makes_missed_negatives_cost_more_and_is_checked(t
 def test_a_pcen_teacher_travels_with_its_front_end_and_its_student_reads_the_same(tmp_path):
     clipset = make_tiny_clipset(tmp_path / "clips")
     common = {"data": clipset, "model": "dscnn", "epochs": 2, "batch_size": 16, "seed": 1, "device": "cpu"}
-    metrics = fit(FitConfig(out=tmp_path / "pcen", front_end="pcen-v1", **common))
+    metrics = fit(FitConfig(out=tmp_path / "pcen", front_end="pcen-v2", **common))
     model, info = load_checkpoint(tmp_path / "pcen" / "best.pt")
-    assert info.feature_spec.front_end == "pcen-v1"
+    assert info.feature_spec.front_end == "pcen-v2"
     assert metrics["test"]["roc_auc"] > 0.9  # the tiny task is learnable on PCEN features too
     # The checkpoint scores its test windows as reported only through its own front-end, not the clip set's.
     from train.compress.bank import build_bank

@@ -16,12 +16,13 @@ from edge_runtime.features import (
     mel_filterbank,
     pcen_from_smoothed,
     smoother_matrices,
+    smoother_start,
 )
 
 
 class TorchMelFrontEnd(torch.nn.Module):
     """[batch, samples] float audio -> [batch, frames, n_mels] log-mel or PCEN (as the spec names), valid framing
-    like the numpy front-end; each signal is taken whole (PCEN's smoother starts at its first frame)."""
+    like the numpy front-end; each signal is taken whole (PCEN's smoother starts as `smoother_start` says)."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         super().__init__()
@@ -49,5 +50,5 @@ class TorchMelFrontEnd(torch.nn.Module):
         else:
             weights, carry = self.smoother_weights[:count, :count], self.smoother_carry[:count]
         energy = mel * PCEN_INPUT_SCALE
-        smoothed = weights @ energy + carry[:, None] * energy[..., :1, :]
+        smoothed = weights @ energy + carry[:, None] * smoother_start(energy, self.spec)[..., None, :]
         return pcen_from_smoothed(energy, smoothed)

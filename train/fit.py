@@ -332,8 +332,9 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
     )
     parser.add_argument(
         "--front-end", choices=FRONT_ENDS, default=None,
-        help="features the model reads: log-mel, or PCEN (per-channel energy normalization: each mel bin divided by "
-        "its own slow average, then root-compressed; edge_runtime.features) (default: the clip set's, log-mel-v1)",
+        help="features the model reads: log-mel-v1; pcen-v2, per-channel energy normalization (each mel bin divided "
+        "by its own slow average, then root-compressed; edge_runtime.features); or pcen-v1, the same with the average "
+        "started at a clip's first frame instead of its mean (superseded) (default: the clip set's, log-mel-v1)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for weights, order and augmentation")
     parser.add_argument(
