@@ -1,10 +1,14 @@
-"""The causal DS-CNN as a streaming step with explicit state: new feature frames + state in, probabilities + state out.
+"""The causal DS-CNN as a streaming step with explicit state: new feature frames + state in, logits + state out.
 
 The window model sees `frames_per_clip` frames and averages its last layer over time. The step sees only the new
 frames: every temporal convolution keeps its last `context` input frames in the state, the strided stem consumes
 `stride` frames per output, and the head keeps the last layer's per-frame logits (the classifier is affine, so
 the mean of per-frame logits is the logits of the mean) to average them over the window's length. Because no
 layer pads in time and every convolution is causal, step outputs equal the window model's on the matching window.
+The step ends in the window's class logits, not a softmax, for the reason the window model does
+(`edge_runtime.interpreter.OUTPUT_LOGITS`): an int8 softmax has steps of 1/256, and a detector that works at a
+fraction of a false accept per hour decides among probabilities above 0.99, where keywords and the worst
+non-keywords would tie. The runtime applies the softmax in float.
 
 The state is one flat tensor `[1, N]` (measured: many separate state tensors came out of onnx2tf scrambled and
 renamed; two flat tensors did not). Each layer's buffer is a channel-major `[channels, frames]` block of it.
@@ -34,6 +38,8 @@ from train.models.dscnn import CausalDSCNN
 FRAMES_INPUT, STATE_INPUT = "frames", "state"
 STATE_RANGE = 1.0  # every buffer's calibration range is stored as -STATE_RANGE..STATE_RANGE
 MIN_BUFFER_RANGE = 1e-6  # a buffer that never varied keeps the identity encoding
+# The output's role keeps the name it had when the step ended in a softmax; the manifest's `streaming.output` says
+# what it holds (class logits now).
 PROBABILITIES_OUTPUT, STATE_OUTPUT = "probabilities", "state_out"
 
 
@@ -124,9 +130,9 @@ def _extent(conv: nn.Conv1d) -> int:
 
 
 class StreamingDSCNN(nn.Module):
-    """`forward(frames [1, steps * stride * n_mels], state [1, N])` -> `(probabilities [1, steps, classes],
-    state_out [1, N])`: `steps` outputs per call, each the window model's probabilities on the window that ends
-    with that output's last stem frame."""
+    """`forward(frames [1, steps * stride * n_mels], state [1, N])` -> `(logits [1, steps, classes],
+    state_out [1, N])`: `steps` outputs per call, each the window model's logits on the window that ends with that
+    output's last stem frame."""
 
     def __init__(self, model: CausalDSCNN, spec: FeatureSpec, steps: int) -> None:
         super().__init__()
@@ -191,8 +197,7 @@ class StreamingDSCNN(nn.Module):
             x = block(extended(x))
         logits = self.classifier(x.transpose(1, 2)).transpose(1, 2)  # [1, classes, steps]
         window_logits = nn.functional.avg_pool1d(extended(logits), layout.head_frames, stride=1)
-        probabilities = torch.softmax(window_logits.transpose(1, 2), dim=-1)
-        return probabilities, torch.cat(kept, dim=1) if kept else state[:, :0]
+        return window_logits.transpose(1, 2), torch.cat(kept, dim=1) if kept else state[:, :0]
 
 
 def window_start_of_output(layout: StreamLayout, output_index: int) -> int:

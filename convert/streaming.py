@@ -42,7 +42,7 @@ from convert.stream_model import (
 )
 from convert.to_tflite import convert_to_tflite
 from edge_runtime.features import FeatureSpec, silence_frames
-from edge_runtime.interpreter import Interpreter, TensorInfo
+from edge_runtime.interpreter import OUTPUT_LOGITS, Interpreter, TensorInfo, softmax
 from edge_runtime.manifest import sha256_of
 from edge_runtime.stream_manifest import TENSOR_ROLES, entry_from_section
 from edge_runtime.streaming import StreamingModel
@@ -215,8 +215,8 @@ def run_torch_stream(stream: StreamingDSCNN, features: np.ndarray) -> np.ndarray
     state, outputs = primed_state(stream), []
     with torch.no_grad():
         for frames in _steps(stream, features):
-            probabilities, state = stream(torch.from_numpy(frames).reshape(1, -1), state)
-            outputs.append(probabilities[0].numpy())
+            logits, state = stream(torch.from_numpy(frames).reshape(1, -1), state)
+            outputs.append(softmax(logits[0].numpy()))
     return np.concatenate(outputs)
 
 
@@ -224,8 +224,8 @@ def run_onnx_stream(path: Path, stream: StreamingDSCNN, features: np.ndarray) ->
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     state, outputs = primed_state(stream).numpy(), []
     for frames in _steps(stream, features):
-        probabilities, state = session.run(None, {FRAMES_INPUT: frames.reshape(1, -1), STATE_INPUT: state})
-        outputs.append(probabilities[0])
+        logits, state = session.run(None, {FRAMES_INPUT: frames.reshape(1, -1), STATE_INPUT: state})
+        outputs.append(softmax(logits[0]))
     return np.concatenate(outputs)
 
 
@@ -310,6 +310,7 @@ def streaming_section(stream: StreamingDSCNN, out: Path, options: StreamOptions)
         ],
         "prime_steps": layout.prime_steps(stream.frames_per_step),
         "smoothing_seconds": float(options.smoothing_seconds),
+        "output": OUTPUT_LOGITS,
         "tensors": tensor_roles(int8_path),
         "float32": {
             "file": float32_path.name,

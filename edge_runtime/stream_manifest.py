@@ -2,9 +2,11 @@
 
 Written by `convert/streaming.py`. The section names the int8 step (`file`, `sha256`, `bytes`), its four tensors
 (`frames` [1, frames_per_step * n_mels], `state` [1, state_size] -> `probabilities` [1, outputs_per_step,
-classes], `state_out` [1, state_size]) with their quantization, how outputs line up with feature frames
-(`stride_frames`, `output_frame_offset`), how many steps of silence prime the state (`prime_steps`), the
-smoothing window of the detector, and the float32 twin kept for checking.
+classes], `state_out` [1, state_size]) with their quantization, what the `probabilities` tensor holds (`output`:
+class logits since the step stopped ending in a softmax; a section without the field is from before, and its
+step's output is read as probabilities), how outputs line up with feature frames (`stride_frames`,
+`output_frame_offset`), how many steps of silence prime the state (`prime_steps`), the smoothing window of the
+detector, and the float32 twin kept for checking.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from .errors import KwsError
 from .features import FeatureSpec
-from .interpreter import TensorInfo
+from .interpreter import OUTPUT_MEANINGS, OUTPUT_PROBABILITIES, TensorInfo
 from .manifest import (
     MANIFEST_NAME,
     DetectionSettings,
@@ -44,6 +46,7 @@ class StreamingEntry:
     prime_steps: int
     smoothing_seconds: float
     tensors: dict[str, TensorInfo]
+    output_meaning: str = OUTPUT_PROBABILITIES  # what the `probabilities` role holds: logits or probabilities
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ def _streaming_entry(
         problems.append(f"{where}: frames_per_step must equal outputs_per_step * stride_frames, found {counts}")
     if not smoothing >= 0:
         problems.append(f"{where}.smoothing_seconds must be >= 0, found {smoothing}")
+    output_meaning = section.get("output", OUTPUT_PROBABILITIES)
+    if output_meaning not in OUTPUT_MEANINGS:
+        problems.append(f"{where}.output is {output_meaning!r}; allowed: {', '.join(map(repr, OUTPUT_MEANINGS))}")
     if problems:
         raise KwsError(f"manifest {path}: " + "; ".join(problems))
     file_entry = fields.get(section, FLOAT32_KEY, dict, where) if float32 else section
@@ -143,6 +149,7 @@ def _streaming_entry(
         prime_steps=counts["prime_steps"],
         smoothing_seconds=smoothing,
         tensors=tensors,
+        output_meaning=output_meaning,
     )
 
 

@@ -21,7 +21,15 @@ import numpy as np
 
 from .errors import KwsError
 from .features import PCEN_FRONT_ENDS, FeatureSpec, MelFrontEnd, SmootherState, silence_frames
-from .interpreter import DEFAULT_THREADS, Interpreter, TensorInfo, native_stderr_silenced, quantize
+from .interpreter import (
+    DEFAULT_THREADS,
+    OUTPUT_LOGITS,
+    Interpreter,
+    TensorInfo,
+    native_stderr_silenced,
+    quantize,
+    softmax,
+)
 from .stream_manifest import StreamingEntry
 
 
@@ -145,9 +153,8 @@ class StreamingModel:
         self._state = interpreter.get_tensor(self._state_out_index)
         raw = interpreter.get_tensor(self._probabilities_index)[0]
         info = self.probabilities_info
-        if not info.quantized:
-            return raw
-        return (raw.astype(np.float32) - info.zero_point) * np.float32(info.scale)
+        output = (raw.astype(np.float32) - info.zero_point) * np.float32(info.scale) if info.quantized else raw
+        return softmax(output) if self.entry.output_meaning == OUTPUT_LOGITS else output
 
 
 @dataclass(frozen=True)

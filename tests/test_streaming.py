@@ -76,8 +76,8 @@ def stream_vs_window(model: torch.nn.Module, steps: int, features: torch.Tensor,
         for _ in range(layout.prime_steps(stream.frames_per_step)):
             _, state = stream(floor[: stream.frames_per_step].reshape(1, -1), state)
         for start in range(0, len(features), stream.frames_per_step):
-            probabilities, state = stream(features[start : start + stream.frames_per_step].reshape(1, -1), state)
-            outputs.append(probabilities[0])
+            logits, state = stream(features[start : start + stream.frames_per_step].reshape(1, -1), state)
+            outputs.append(torch.softmax(logits[0], dim=-1))
         streamed = torch.cat(outputs)
         padded = torch.cat([floor, features, floor])
         starts = [window_start_of_output(layout, n) + window for n in range(len(streamed))]
@@ -335,6 +335,30 @@ def test_a_bundle_whose_int8_step_fails_the_agreement_check_streams_in_float32(t
         streamed_probabilities(bundle, audio, 1600, float32=False),
         streamed_probabilities(source, audio, 1600, float32=True),
     )
+
+
+def test_the_int8_step_outputs_logits_so_the_top_probabilities_keep_their_order(bundle, audio):
+    """An int8 softmax has steps of 1/256: above 0.99 it has two levels, and a detector tuned to a fraction of a
+    false accept per hour decides up there. The step outputs logits; the runtime's softmax keeps their order."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["streaming"]["output"] == "class logits"
+    assert manifest["streaming"]["tensors"]["probabilities"]["dtype"] == "int8"
+    int8 = streamed_probabilities(bundle, audio, 1600, float32=False)
+    top = int8[int8 > 0.99]
+    assert np.unique(top).size > 2, f"{np.unique(top).size} levels above 0.99"
+
+
+def test_a_streaming_section_with_an_unknown_output_is_refused(tmp_path, bundle):
+    import shutil
+
+    from edge_runtime.errors import KwsError
+
+    shutil.copytree(bundle, tmp_path / "bundle")
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    manifest["streaming"]["output"] = "class log-probabilities"
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KwsError, match="streaming.output is 'class log-probabilities'; allowed: 'class logits'"):
+        load_stream_bundle(tmp_path / "bundle")
 
 
 @pytest.fixture(scope="module")
