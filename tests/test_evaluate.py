@@ -255,29 +255,51 @@ def _tiny_reference():
     return CheckpointDetector(bundle.parent / "dscnn.pt", streaming), streaming
 
 
-def test_reference_scores_the_window_ending_at_each_streaming_output():
-    import torch
-
+def test_a_dscnn_reference_reads_the_frames_its_own_stream_reads():
+    """The student's checkpoint as a reference scores what the bundle's float32 streaming step scores, output for
+    output: the same frames, not the same audio at another phase of the strided stem."""
+    from edge_runtime.stream_manifest import load_stream_bundle
     from tests.tiny import keyword_sound, other_sound
 
     reference, streaming = _tiny_reference()
+    assert reference.unread_frames == 1  # the tiny strided stem leaves the last of a window's 98 frames unread
     rng = np.random.default_rng(3)
     audio = np.concatenate([other_sound(rng, 1.3), keyword_sound(rng), other_sound(rng, 1.1)])
+    streaming.bundle = load_stream_bundle(shared_dscnn_bundle(), float32=True)
     ours, ref = streaming.score(audio), reference.score(audio)
     # Same output times as the deployed stream (it adds up to one flushed output past the last whole frame).
     assert ref.times_s.size >= 40 and np.allclose(ref.times_s, ours.times_s[: ref.times_s.size], rtol=0, atol=1e-9)
-    frames = reference.front_end.frames(audio)
-    window, stride = SPEC.frames_per_clip, streaming.bundle.stream.stride_frames
-    silence = np.tile(reference.silence_frame, (window, 1))
-    with torch.no_grad():
-        for output in (0, 3, 25, ref.scores.size - 1):
-            last = reference.first_frame + output * stride
-            cut = np.concatenate([silence, frames[: last + 1]])[-window:]  # silence before the stream's start
-            expected = torch.softmax(reference.model(torch.from_numpy(cut)[None]), dim=1)[0, 1].item()
-            assert ref.scores[output] == pytest.approx(expected, abs=1e-6)
+    np.testing.assert_allclose(ref.scores, ours.scores[: ref.scores.size], atol=1e-5)
+    assert ref.scores.max() > 0.5 > ref.scores.min()  # the audio holds the keyword and other sounds
     # The same post-processing as the deployed detector: detections only where the smoothed score reaches it.
     top = float(reference.decision_values(ref).max())
     assert reference.detect(ref, top).size >= 1 and reference.detect(ref, top + 1e-3).size == 0
+
+
+def test_a_reference_that_reads_its_whole_window_ends_it_at_each_streaming_output(tmp_path):
+    import torch
+
+    from tests.tiny import keyword_sound
+    from train.checkpoint import load_checkpoint, save_checkpoint
+    from train.evaluate.detectors import CheckpointDetector
+    from train.models import build_model
+
+    _, streaming = _tiny_reference()
+    _, info = load_checkpoint(shared_dscnn_bundle().parent / "dscnn.pt")
+    crnn = build_model("crnn", SPEC.n_mels, 2).eval()  # untrained: only where it reads matters here
+    save_checkpoint(tmp_path / "crnn.pt", crnn, dataclasses.replace(info, architecture="crnn", model_config={}))
+    reference = CheckpointDetector(tmp_path / "crnn.pt", streaming)
+    assert reference.unread_frames == 0
+    audio = np.concatenate([np.zeros(4000, np.float32), keyword_sound(np.random.default_rng(1))])
+    track, frames = reference.score(audio), reference.front_end.frames(audio)
+    window, stride = SPEC.frames_per_clip, streaming.bundle.stream.stride_frames
+    silence = np.tile(reference.silence_frame, (window, 1))
+    with torch.no_grad():
+        for output in (0, 3, track.scores.size - 1):
+            last = reference.first_frame + output * stride
+            cut = np.concatenate([silence, frames[: last + 1]])[-window:]  # silence before the stream's start
+            expected = torch.softmax(reference.model(torch.from_numpy(cut)[None]), dim=1)[0, 1].item()
+            assert track.scores[output] == pytest.approx(expected, abs=1e-6)
 
 
 def test_reference_must_share_the_bundles_frames_and_keyword(tmp_path):
