@@ -45,9 +45,9 @@ FA_WEIGHT ?= 1
 # (streams for synthetic data, else windows).
 SELECT_ON ?= windows
 SELECT_FA ?= 1,2,3,5,10
-# The features every model reads: log-mel-v1, pcen-v2 (per-channel energy normalization; docs/quality.md) or the
-# superseded pcen-v1; empty: the feature contract's default (log-mel-v1). The student reads its teacher's; the
-# manifest carries it to the device.
+# The features every model reads: pcen-v2 (per-channel energy normalization; docs/quality.md), log-mel-v1 or the
+# superseded pcen-v1; empty: train.fit's default (edge_runtime.features.MODEL_FRONT_END, pcen-v2). The student
+# reads its teacher's; the manifest carries it to the device.
 FRONT_END ?=
 FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) \
 	--false-accept-weight $(FA_WEIGHT) $(if $(FRONT_END),--front-end $(FRONT_END)) \
@@ -109,7 +109,7 @@ help:
 	@echo "  EPOCHS=$(EPOCHS)   SEED=$(SEED)   OUT=$(OUT)   CACHE=$(CACHE)"
 	@echo "  SPEECH_CONTEXT=$(SPEECH_CONTEXT)   share of training windows with other speech around the word (0 = off)"
 	@echo "  WHISPER=$(WHISPER)   share of training windows whispered (0 = off)"
-	@echo "  FRONT_END=$(FRONT_END)   features: log-mel-v1, pcen-v2 (per-channel energy normalization) or pcen-v1; empty: log-mel-v1"
+	@echo "  FRONT_END=$(FRONT_END)   features: pcen-v2 (per-channel energy normalization), log-mel-v1 or pcen-v1; empty: pcen-v2"
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
 	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio) | auto"

@@ -3,6 +3,7 @@ eSpeak NG and Piper -> training -> ONNX -> onnx2tf int8 TFLite -> the edge CLI i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import soundfile
 import soxr
 
 from edge_runtime.detector import KeywordScorer
-from edge_runtime.features import FeatureSpec
+from edge_runtime.features import MODEL_FRONT_END, FeatureSpec
 from edge_runtime.manifest import load_bundle, sha256_of
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet, build_dataset
@@ -56,7 +57,9 @@ def test_pipeline_leaves_a_checked_int8_bundle(pipeline):
     assert model["input"]["dtype"] == "int8" and model["output"]["dtype"] == "int8"
     assert model["input"]["shape"] == [1, 98, 40]
     assert model["sha256"] == sha256_of(root / "edge" / model["file"])
-    assert manifest["feature_spec"] == FeatureSpec().to_dict()
+    # The data's spec with the front-end new models get (train.fit's default), carried into the manifest.
+    assert manifest["feature_spec"] == dataclasses.replace(FeatureSpec(), front_end=MODEL_FRONT_END).to_dict()
+    assert MODEL_FRONT_END == "pcen-v2"
     for name in ("torch", "onnx", "tflite_float32", "tflite_int8"):
         assert 0.0 <= manifest["metrics"]["test"][name]["accuracy"] <= 1.0
     assert manifest["metrics"]["int8_vs_float32"]["decision_agreement"] >= 0.8

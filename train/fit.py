@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from edge_runtime.cli_parser import OneLineErrorParser
-from edge_runtime.features import FRONT_ENDS, LOG_MEL, FeatureSpec
+from edge_runtime.features import FRONT_ENDS, LOG_MEL, MODEL_FRONT_END, FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
 from train.data.batches import FIT_EPOCH, AugmentedBatches, worker_count, workers_option
@@ -58,9 +58,10 @@ class FitConfig:
     leave_out: list[str] = field(default_factory=list)
     # Weight of non-keyword clips in the loss (the keyword's is 1): above 1 a false accept costs more than a miss.
     false_accept_weight: float = 1.0
-    # The feature front-end (edge_runtime.features.FRONT_ENDS); None: the clip set's (log-mel). It travels with the
-    # checkpoint into the manifest, so conversion and the device compute the same features.
-    front_end: str | None = None
+    # The feature front-end (edge_runtime.features.FRONT_ENDS; default MODEL_FRONT_END, pcen-v2); None: the clip
+    # set's own (log-mel for every clip set built so far). It travels with the checkpoint into the manifest, so
+    # conversion and the device compute the same features.
+    front_end: str | None = MODEL_FRONT_END
     seed: int = 0
     device: str = "auto"
     # Processes that augment the next batches while the model trains (train.data.batches); None: auto, worker_count().
@@ -331,10 +332,10 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         help="weight of non-keyword clips in the loss, the keyword's being 1 (> 1: false accepts cost more)",
     )
     parser.add_argument(
-        "--front-end", choices=FRONT_ENDS, default=None,
+        "--front-end", choices=FRONT_ENDS, default=MODEL_FRONT_END,
         help="features the model reads: log-mel-v1; pcen-v2, per-channel energy normalization (each mel bin divided "
         "by its own slow average, then root-compressed; edge_runtime.features); or pcen-v1, the same with the average "
-        "started at a clip's first frame instead of its mean (superseded) (default: the clip set's, log-mel-v1)",
+        "started at a clip's first frame instead of its mean (superseded) (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed for weights, order and augmentation")
     parser.add_argument(

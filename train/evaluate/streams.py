@@ -303,7 +303,7 @@ def build_babble(config: StreamConfig, spec: FeatureSpec) -> list[np.ndarray]:
 def audio_spec(spec: FeatureSpec) -> dict:
     """What of a feature spec the streams' audio depends on, as the cache key records it: all of it but the
     front-end, which only changes what a model computes from the same audio (log-mel and PCEN models share streams;
-    the spec stays whole in the key, with the default front-end, so folders built before PCEN keep their names)."""
+    the spec stays whole in the key, with log-mel, so folders built before PCEN keep their names)."""
     return dataclasses.replace(spec, front_end=LOG_MEL).to_dict()
 
 
