@@ -48,6 +48,11 @@ class Target:
     macs_note: str | None = None  # why a row carries no MACs
 
 
+def front_end_row(manifest: dict) -> str:
+    """The front-end row's name: the bundle's own front-end (log-mel-v1 for a manifest that names none)."""
+    return f"numpy {manifest['feature_spec'].get('front_end', 'log-mel-v1')} front-end (1 s)"
+
+
 def discover_targets(artifacts: Path, manifest: dict, peer: bool = True) -> list[Target]:
     edge, test = artifacts / "edge", manifest["metrics"]["test"]
     architecture = manifest["model"]["architecture"]
@@ -73,7 +78,7 @@ def discover_targets(artifacts: Path, manifest: dict, peer: bool = True) -> list
                           "edge", architecture, test["tflite_float32"]["accuracy"], **converted))
     targets.append(Target(f"tflite {architecture} int8", "tflite", edge / manifest["model"]["file"], "int8", "cpu",
                           "edge", architecture, test["tflite_int8"]["accuracy"], **converted))
-    targets.append(Target("numpy log-mel front-end (1 s)", "features", None, "fp32", "cpu", "edge", "front-end", None,
+    targets.append(Target(front_end_row(manifest), "features", None, "fp32", "cpu", "edge", "front-end", None,
                           macs_note=NO_MACS_FRONT_END))
     if peer:
         targets.append(Target(PEER_ROW, "pocketsphinx", None, "n/a", "cpu", "train", "pocketsphinx", None,

@@ -33,7 +33,7 @@ class ClipScore:
 
 
 class OnnxScorer:
-    """The bundle's ONNX model over sliding windows of the numpy log-mel front-end (the manifest's spec)."""
+    """The bundle's ONNX model over sliding windows of the numpy mel front-end (the manifest's spec)."""
 
     def __init__(self, entry: ZooEntry) -> None:
         manifest = read_manifest(entry.folder / "manifest.json")

@@ -42,7 +42,7 @@ def test_report_has_every_backend_with_real_figures(tiny_report):
     validate(report)
     rows = {row["name"]: row for row in report["rows"]}
     for name in ("torch cpu dscnn fp32", "onnxruntime cpu dscnn fp32", "tflite dscnn float32", "tflite dscnn int8",
-                 "numpy log-mel front-end (1 s)"):
+                 "numpy log-mel-v1 front-end (1 s)"):
         latency = rows[name]["latency"]
         assert latency["iterations"] == ITERATIONS
         assert 0 < latency["p50_us"] <= latency["p95_us"] <= latency["p99_us"]
@@ -62,7 +62,7 @@ def test_report_has_every_backend_with_real_figures(tiny_report):
     windows_per_second = 1 / json.loads((tiny_report[0] / "edge" / "manifest.json").read_text())["detection"][
         "window_hop_seconds"]
     assert scan["cpu_us_per_audio_second"] == pytest.approx(
-        rows["numpy log-mel front-end (1 s)"]["latency"]["p50_us"]
+        rows["numpy log-mel-v1 front-end (1 s)"]["latency"]["p50_us"]
         + windows_per_second * rows["tflite dscnn int8"]["latency"]["p50_us"])
     for name in ("latency_per_backend.png", "size_accuracy_latency.png", "streaming_cost.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -158,7 +158,7 @@ def test_macs_column_is_the_counter_on_the_float_model(tiny_report):
     # The converted rows carry the MACs of the checkpoint the manifest names as their source (same hash).
     assert rows["tflite dscnn int8"]["macs_source"]["checkpoint"] == json.loads(
         (artifacts / "edge" / "manifest.json").read_text())["source"]["checkpoint"]
-    for name in ("numpy log-mel front-end (1 s)", PEER_ROW):
+    for name in ("numpy log-mel-v1 front-end (1 s)", PEER_ROW):
         assert rows[name]["macs_per_window"] is None and rows[name]["macs_note"].startswith("not counted: ")
     # Streaming: per-step MACs x steps per second; 10 ms frames, frames_per_step frames per step.
     macs = report["streaming_macs"]
