@@ -197,13 +197,16 @@ bench-report: venvs
 
 # ---- long-audio evaluation (docs/quality.md) ----
 # make eval [EVAL_TARGET_FA=0.5] [EVAL_NEGATIVE_HOURS=10] [EVAL_POSITIVES=400] [EVAL_PEER_HOURS=2 (empty: all)]
-#           [EVAL_REFERENCE=teacher checkpoint (empty: none)]
+#           [EVAL_REFERENCE=teacher checkpoint (empty: none)] [EVAL_PHASES=1 (5: every phase of the student's stem)]
 # -> $(OUT)/eval/{report.json,report.md,det.png}; writes the threshold for EVAL_TARGET_FA into $(OUT)/edge/manifest.json
 # (empty EVAL_TARGET_FA: report only). Streams are cached in $(CACHE)/eval-*; EVAL_PEER_HOURS limits pocketsphinx.
 EVAL_TARGET_FA ?= 0.5
 EVAL_NEGATIVE_HOURS ?= 10
 EVAL_POSITIVES ?= 400
 EVAL_PEER_HOURS ?= 2
+# Each stream scored at this many phases (delayed 0..N-1 hops) and pooled: one phase's FRR moved a student by up to
+# 25 points (docs/quality.md); 5 covers every phase of the default student's stride-5 stem, at 5x the scoring time.
+EVAL_PHASES ?= 1
 # Torch checkpoints scored on the same streams beside the deployed model (what compression gives up): by default the
 # teacher the student was distilled from; empty: none.
 EVAL_REFERENCE ?= $(if $(COMPRESSED),$(OUT)/train/$(TEACHER)/best.pt)
@@ -211,7 +214,7 @@ EVAL_REFERENCE ?= $(if $(COMPRESSED),$(OUT)/train/$(TEACHER)/best.pt)
 eval: $(TRAIN_VENV)/.installed
 	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
 	$(TRAIN_ENV) $(TPY) -m train.evaluate --model $(OUT)/edge --out $(OUT)/eval --cache-root $(CACHE) \
-		--negative-hours $(EVAL_NEGATIVE_HOURS) --positives $(EVAL_POSITIVES) \
+		--negative-hours $(EVAL_NEGATIVE_HOURS) --positives $(EVAL_POSITIVES) --phases $(EVAL_PHASES) \
 		$(if $(EVAL_TARGET_FA),--target-fa-per-hour $(EVAL_TARGET_FA)) $(if $(EVAL_PEER_HOURS),--peer-hours $(EVAL_PEER_HOURS)) \
 		$(foreach r,$(wildcard $(EVAL_REFERENCE)),--reference "$(r)")
 

@@ -358,7 +358,7 @@ def test_reference_curve_and_breakdown_by_voice_and_noise_on_real_streams(tmp_pa
         scene = {"snr_db": 20.0, "noise": noise}
         streams.append(Stream(index, kind, "tiny", voice, audio.size / SPEC.sample_rate, spans, scene, f"{index}.npy"))
     clips = ClipSet.load(shared_dscnn_bundle().parent / "clips")
-    args = Namespace(quiet=True, target_fa_per_hour=1000.0)
+    args = Namespace(quiet=True, target_fa_per_hour=1000.0, phases=1)
     name, curve, entry = run_reference(reference, tmp_path, streams, clips, args, hit_after=1.0)
     assert name.startswith("reference: dscnn") and entry["rtf"] is None
     assert curve.positives == 8 and entry["clip_roc_auc"] > 0.9  # the tiny model separates chirps from noise
@@ -366,6 +366,38 @@ def test_reference_curve_and_breakdown_by_voice_and_noise_on_real_streams(tmp_pa
     assert {"voice john", "voice piper:joe", "noise pink", "noise babble", "family tiny"} <= set(positives)
     assert positives["voice john"]["keywords"] == 4 and positives["family tiny"]["keywords"] == 8
     assert min(curve.frr) == 0.0  # at its most permissive threshold it finds every chirp
+    # At two phases every stream counts twice: twice the keywords and the negative hours, pooled in one curve.
+    two_phases = Namespace(**{**vars(args), "phases": 2})
+    _, two, entry = run_reference(reference, tmp_path, streams, clips, two_phases, hit_after=1.0)
+    assert two.positives == 16 and two.negative_hours == pytest.approx(2 * curve.negative_hours)
+    assert entry["breakdown"]["positives"]["voice john"]["keywords"] == 8
+
+
+def test_a_phase_is_the_stream_delayed_by_hops_of_silence_with_its_times_taken_back():
+    from edge_runtime.stream_manifest import load_stream_bundle
+    from tests.tiny import keyword_sound, other_sound
+    from train.evaluate.cli import score_at_phase
+
+    _, streaming = _tiny_reference()
+    rng = np.random.default_rng(4)
+    audio = np.concatenate([other_sound(rng, 1.2), keyword_sound(rng), other_sound(rng, 1.0)])
+    base = score_at_phase(streaming, audio, 0)
+    np.testing.assert_array_equal(base.scores, streaming.score(audio).scores)
+    hop_s, stride = SPEC.hop_ms / 1000, streaming.bundle.stream.stride_frames
+    one = score_at_phase(streaming, audio, 1)  # another phase: the output grid moves by one hop
+    expected_times = (base.times_s - hop_s)[base.times_s >= hop_s - 1e-9]
+    count = min(len(one.times_s), len(expected_times)) - 1  # the flushed last output may differ
+    assert count > 20 and np.allclose(one.times_s[:count], expected_times[:count], atol=1e-9)
+    assert np.abs(one.scores[:count] - base.scores[1 : count + 1]).max() > 1e-3  # other frames, other scores
+    # A delay of one whole stride is the same phase: once the first second (where the primed state and the delay's
+    # silence differ) has passed, the same outputs at the same times (float32 twin, so exactly).
+    streaming.bundle = load_stream_bundle(shared_dscnn_bundle(), float32=True)
+    base, whole = score_at_phase(streaming, audio, 0), score_at_phase(streaming, audio, stride)
+    settled = (base.times_s >= 1.5) & (base.times_s <= base.times_s[-2])
+    matched = np.searchsorted(whole.times_s, base.times_s[settled] - 1e-9)
+    assert settled.sum() > 20
+    np.testing.assert_allclose(whole.times_s[matched], base.times_s[settled], atol=1e-9)
+    np.testing.assert_allclose(whole.scores[matched], base.scores[settled], atol=1e-6)
 
 
 def test_detection_delay_is_from_the_keyword_end_to_its_first_detection():

@@ -77,6 +77,16 @@ def _trained_without(report: dict) -> str:
             "named after them are voices it never heard, whatever their name says.")
 
 
+def _phases(report: dict) -> str:
+    phases = report.get("phases", 1)
+    if phases == 1:
+        return ""
+    return (
+        f" Every stream scored at {phases} phases (delayed 0-{phases - 1} feature hops) and pooled, so the hours "
+        "and keywords count each phase; pocketsphinx once."
+    )
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Long-audio evaluation: '{report['keyword']}'",
@@ -86,6 +96,7 @@ def markdown(report: dict) -> str:
         f"{report['streams']['positives']} keyword occurrences in {report['streams']['positive_hours']:.2f} h of "
         f"positive streams; {report['streams']['negative_hours']:.2f} h of negative streams. Voices: eSpeak NG "
         "variants held out of training (test split) plus a Piper family (a voice training heard, new texts/seeds)."
+        + _phases(report)
         + _trained_without(report),
         "",
         "| system | FRR at 0.5 FA/h | FRR at 0.1 FA/h | negative hours | clip ROC AUC | RTF (1 core) |",
