@@ -197,7 +197,7 @@ bench-report: venvs
 
 # ---- long-audio evaluation (docs/quality.md) ----
 # make eval [EVAL_TARGET_FA=0.5] [EVAL_NEGATIVE_HOURS=10] [EVAL_POSITIVES=400] [EVAL_PEER_HOURS=2 (empty: all)]
-#           [EVAL_REFERENCE=teacher checkpoint (empty: none)] [EVAL_PHASES=1 (5: every phase of the student's stem)]
+#           [EVAL_REFERENCE=teacher checkpoint (empty: none)] [EVAL_PHASES=5 (every phase of the student's stem; 1: one)]
 # -> $(OUT)/eval/{report.json,report.md,det.png}; writes the threshold for EVAL_TARGET_FA into $(OUT)/edge/manifest.json
 # (empty EVAL_TARGET_FA: report only). Streams are cached in $(CACHE)/eval-*; EVAL_PEER_HOURS limits pocketsphinx.
 EVAL_TARGET_FA ?= 0.5
@@ -206,7 +206,7 @@ EVAL_POSITIVES ?= 400
 EVAL_PEER_HOURS ?= 2
 # Each stream scored at this many phases (delayed 0..N-1 hops) and pooled: one phase's FRR moved a student by up to
 # 25 points (docs/quality.md); 5 covers every phase of the default student's stride-5 stem, at 5x the scoring time.
-EVAL_PHASES ?= 1
+EVAL_PHASES ?= 5
 # Torch checkpoints scored on the same streams beside the deployed model (what compression gives up): by default the
 # teacher the student was distilled from; empty: none.
 EVAL_REFERENCE ?= $(if $(COMPRESSED),$(OUT)/train/$(TEACHER)/best.pt)
