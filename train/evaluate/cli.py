@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edge_runtime.cli import positive_int
 from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.errors import KwsError
 from train.data.augment import Augmenter
@@ -108,13 +109,6 @@ def clipset_of(args, manifest: dict) -> ClipSet:
     if not path:
         raise ValueError("the manifest names no clip set; pass --clipset")
     return ClipSet.load(path)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def score_streams(
