@@ -24,6 +24,7 @@ from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
 
 MAX_AUTO_WORKERS = 8  # enough to keep an H100 busy with a CRNN; more only adds memory
+CLOSE_WAIT_S = 60.0  # how long `close` waits for batches in flight before it kills the workers anyway
 BATCHES_AHEAD_PER_WORKER = 2  # batches in flight: keeps every worker busy without holding an epoch in memory
 
 # Kinds of stream: train.fit's epochs and train.compress's bank views get different randomness from one seed.
@@ -91,6 +92,7 @@ class AugmentedBatches:
                              "use 0 workers")
         self.clips, self.augmenter, self.seed, self.workers = clips, augmenter, seed, workers
         self._pool = None
+        self._in_flight: set = set()  # AsyncResults not yet received: `close` lets them finish
         if workers:
             global _shared
             _shared = (clips, augmenter, seed)
@@ -111,21 +113,35 @@ class AugmentedBatches:
         pending: collections.deque = collections.deque()
         upcoming = iter(tasks)
         for task in upcoming:
-            pending.append(self._pool.apply_async(_make_batch, (task,)))
+            pending.append(self._submit(task))
             if len(pending) >= BATCHES_AHEAD_PER_WORKER * self.workers:
                 break
         for batch_labels in labels:
-            audio = pending.popleft().get()
+            result = pending.popleft()
+            audio = result.get()
+            self._in_flight.discard(result)
             next_task = next(upcoming, None)
             if next_task is not None:
-                pending.append(self._pool.apply_async(_make_batch, (next_task,)))
+                pending.append(self._submit(next_task))
             yield audio, batch_labels
 
+    def _submit(self, task: tuple[Stream, int, np.ndarray]):
+        result = self._pool.apply_async(_make_batch, (task,))
+        self._in_flight.add(result)
+        return result
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        """End the workers. Batches still being made are waited for first: a batch is larger than a pipe's
+        buffer, and a worker killed halfway through sending one leaves the pool's result thread waiting for the
+        rest of it forever (seen as a hang in `Pool.terminate` when a consumer stopped early)."""
+        if self._pool is None:
+            return
+        for result in self._in_flight:
+            result.wait(CLOSE_WAIT_S)
+        self._in_flight.clear()
+        self._pool.terminate()
+        self._pool.join()
+        self._pool = None
 
     def __enter__(self) -> AugmentedBatches:
         return self
