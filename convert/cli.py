@@ -23,7 +23,7 @@ from convert.pipeline import (
     run_conversion,
 )
 from convert.streaming import DEFAULT_OUTPUTS_PER_STEP, DEFAULT_SMOOTHING_SECONDS, STREAM_INT8_FILE
-from edge_runtime.cli_parser import OneLineErrorParser
+from edge_runtime.cli_parser import OneLineErrorParser, positive_int
 from edge_runtime.errors import KwsError
 
 METRIC_COLUMNS = (("accuracy", "accuracy"), ("FRR", "frr"), ("FAR", "far"), ("ROC AUC", "roc_auc"))
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--calibration-windows",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CALIBRATION_WINDOWS,
         metavar="N",
         help=f"training-split windows used to calibrate int8 ranges, up to half keyword (default: "
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--stream-outputs-per-step",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_OUTPUTS_PER_STEP,
         metavar="N",
         help=f"streaming model ({STREAM_INT8_FILE}, dscnn only): outputs per interpreter call, each one stem "
@@ -115,12 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     return parser
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

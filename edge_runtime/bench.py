@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import read_audio
+from .cli_parser import positive_int
 from .errors import KwsError
 from .interpreter import DEFAULT_THREADS
 from .latency import NS_PER_S, StepTimes, process_age_s, reference_ratio, rss_mb, stage_summary
@@ -180,7 +181,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_THREADS,
         help=f"interpreter threads (default: {DEFAULT_THREADS})",
     )
@@ -204,12 +205,6 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:

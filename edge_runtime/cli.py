@@ -17,7 +17,7 @@ import sys
 
 from . import bench, config, runner
 from .audio_io import ACCEPTED_AUDIO, read_audio_blocks
-from .cli_parser import OneLineErrorParser
+from .cli_parser import OneLineErrorParser, positive_int
 from .detector import KeywordScorer, iter_detections
 from .errors import KwsError
 from .interpreter import DEFAULT_THREADS
@@ -102,12 +102,6 @@ def add_run_parser(commands) -> None:
     )
     config.add_arguments(run)
 
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def probability(text: str) -> float:

@@ -47,3 +47,19 @@ def test_a_mistyped_option_is_one_error_line_not_a_usage_dump(command):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"python -m {command}: error: ") and lines[0].endswith("(see --help)")
+
+
+# Every option that counts something (threads, windows, phases) shares one type: a count below 1 is one error line.
+COUNT_OPTIONS = [("convert", "--calibration-windows"), ("train.evaluate", "--phases"),
+                 ("edge_runtime bench", "--threads"), ("edge_runtime run", "--threads")]  # fmt: skip
+
+
+@pytest.mark.parametrize("command, option", COUNT_OPTIONS)
+def test_a_count_below_one_is_refused_with_what_is_allowed(command, option):
+    python = EDGE_PYTHON if command.startswith("edge_runtime") else sys.executable
+    result = subprocess.run(
+        [str(python), "-m", *command.split(), option, "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"python -m {command}: error: argument {option}: must be >= 1, got 0 (see --help)"

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edge_runtime.cli import positive_int
-from edge_runtime.cli_parser import OneLineErrorParser
+from edge_runtime.cli_parser import OneLineErrorParser, positive_int
 from edge_runtime.errors import KwsError
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
