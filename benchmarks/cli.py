@@ -213,7 +213,8 @@ def measure_streaming_macs(artifacts: Path, manifest: dict) -> dict:
     if checkpoint is None:
         return {"not_measured": f"not measured: {why}"}
     try:
-        counted = streaming_macs(checkpoint, manifest["streaming"]["outputs_per_step"])
+        section = manifest["streaming"]
+        counted = streaming_macs(checkpoint, section["outputs_per_step"], section.get("phases", 1))
     except (ValueError, RuntimeError) as error:
         return {"not_measured": f"not measured: the MAC count failed ({error})"}
     return counted | {"checkpoint": str(checkpoint)}

@@ -52,8 +52,9 @@ def window_macs(checkpoint: Path) -> dict:
             "frames": spec.frames_per_clip, "n_mels": spec.n_mels}
 
 
-def streaming_macs(checkpoint: Path, outputs_per_step: int) -> dict:
-    """MACs of one streaming step of the checkpoint's DS-CNN and per second of audio.
+def streaming_macs(checkpoint: Path, outputs_per_step: int, phases: int = 1) -> dict:
+    """MACs of one streaming step of the checkpoint's DS-CNN and per second of audio, where the runtime runs the
+    step at `phases` phases of its stride (each phase a step per step's worth of frames).
 
     Counted with `train.compress.macs`'s rules on what the step computes: every Conv1d/Linear/BatchNorm on the step's
     frames (buffered context included), the head's moving average over `head_frames` per-frame logits (1 per averaged
@@ -96,8 +97,8 @@ def streaming_macs(checkpoint: Path, outputs_per_step: int) -> dict:
                 for buffer, new in zip(layout.buffers, new_frames, strict=True) if buffer.frames)
     per_step = counted["layers"] + head + state
     frames_per_second = MS_PER_SECOND / spec.hop_ms
-    steps_per_second = frames_per_second / stream.frames_per_step
-    return {"macs_per_step": int(per_step), "steps_per_second": steps_per_second,
+    steps_per_second = frames_per_second / stream.frames_per_step * phases
+    return {"macs_per_step": int(per_step), "steps_per_second": steps_per_second, "phases": phases,
             "macs_per_audio_second": per_step * steps_per_second,
             "breakdown_per_step": {"layers": int(counted["layers"]), "head_average": int(head),
                                    "state_encode_decode": int(state)},

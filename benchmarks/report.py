@@ -45,8 +45,10 @@ def streaming_costs(rows: list[dict], manifest: dict, edge_bench: dict | None,
         }
         if streaming_macs and "macs_per_audio_second" in streaming_macs:
             entry["macs_per_audio_second"] = streaming_macs["macs_per_audio_second"]
+            phases = streaming_macs.get("phases", 1)
+            at_phases = f", {phases} phases of the stride" if phases > 1 else ""
             entry["macs_how"] = (f"{streaming_macs['macs_per_step']:,} MACs per streaming step x "
-                                 f"{streaming_macs['steps_per_second']:g} steps per second (model only)")
+                                 f"{streaming_macs['steps_per_second']:g} steps per second{at_phases} (model only)")
         elif streaming_macs:
             entry["macs_note"] = streaming_macs["not_measured"]
         costs.append(entry)

@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {DEFAULT_OUTPUTS_PER_STEP}, i.e. 100 ms of audio per call)",
     )
     parser.add_argument(
+        "--stream-phases",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="streaming.phases written to the manifest: the runtime runs the step N times per call, each copy "
+        "with its own state and a lag spread over the stem's stride, and merges their scores, so the detector "
+        "hears the audio at N alignments of the stride (1: one, the cheapest; the model's work grows N-fold) "
+        "(default: every phase, the stem's stride)",
+    )
+    parser.add_argument(
         "--smoothing-seconds",
         type=float,
         default=DEFAULT_SMOOTHING_SECONDS,
@@ -130,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         refractory_seconds=args.refractory_seconds,
         window_hop_seconds=args.window_hop_seconds,
         stream_outputs_per_step=args.stream_outputs_per_step,
+        stream_phases=args.stream_phases,
         smoothing_seconds=args.smoothing_seconds,
         keep_work=args.keep_work,
     )

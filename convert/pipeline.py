@@ -31,12 +31,13 @@ from convert.manifest_writer import (
     write_manifest,
 )
 from convert.reference_latency import reference_latency
-from convert.stream_model import StreamingDSCNN
+from convert.stream_model import StreamingDSCNN, StreamLayout
 from convert.streaming import (
     DEFAULT_OUTPUTS_PER_STEP,
     DEFAULT_SMOOTHING_SECONDS,
     StreamOptions,
     export_streaming,
+    stream_phases,
     streamable,
 )
 from convert.to_tflite import convert_to_tflite
@@ -74,6 +75,7 @@ class ConversionOptions:
     refractory_seconds: float = DEFAULT_REFRACTORY_SECONDS
     window_hop_seconds: float = DEFAULT_WINDOW_HOP_SECONDS
     stream_outputs_per_step: int = DEFAULT_OUTPUTS_PER_STEP
+    stream_phases: int | None = None  # None: every phase of the stem's stride
     smoothing_seconds: float = DEFAULT_SMOOTHING_SECONDS
     keep_work: bool = False
 
@@ -85,7 +87,7 @@ def progress(message: str) -> None:
 def run_conversion(options: ConversionOptions, say: Callable[[str], None] = progress) -> dict:
     """Convert, check and score; returns the manifest written to `options.out`."""
     model, info = _load_checkpoint(options.checkpoint)
-    _check_options(options, info)
+    _check_options(options, info, model)
     clipset_path = _clipset_path(options, info)
     clipset = _load_clipset(clipset_path, info)
     out = options.out
@@ -164,6 +166,7 @@ def _streaming(model, info: CheckpointInfo, options: ConversionOptions, calibrat
     stream_options = StreamOptions(
         outputs_per_step=options.stream_outputs_per_step,
         smoothing_seconds=options.smoothing_seconds,
+        phases=options.stream_phases,
         opset=options.opset,
         float_tolerance=options.float_tolerance,
         min_agreement=options.min_agreement,
@@ -248,10 +251,15 @@ def _load_clipset(path: Path, info: CheckpointInfo) -> ClipSet:
     return clipset
 
 
-def _check_options(options: ConversionOptions, info: CheckpointInfo) -> None:
+def _check_options(options: ConversionOptions, info: CheckpointInfo, model) -> None:
     """Refuse settings that would only fail after minutes of work (or produce a bundle the device refuses)."""
     detection = DetectionSettings(info.threshold, options.refractory_seconds, options.window_hop_seconds)
     problems = detection.problems(info.feature_spec)
+    if options.stream_phases is not None and streamable(model, info.feature_spec):
+        try:
+            stream_phases(options.stream_phases, StreamLayout.of(model, info.feature_spec).stride)
+        except ValueError as error:
+            problems.append(f"--stream-phases: {error}")
     if not 0.0 <= options.min_agreement <= 1.0:
         problems.append(f"--min-agreement {options.min_agreement} must be in 0..1")
     if not options.float_tolerance > 0.0:

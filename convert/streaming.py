@@ -69,6 +69,7 @@ CALIBRATION_SEED = 0
 class StreamOptions:
     outputs_per_step: int = DEFAULT_OUTPUTS_PER_STEP
     smoothing_seconds: float = DEFAULT_SMOOTHING_SECONDS
+    phases: int | None = None  # copies of the step the runtime runs, at lags spread over one stride; None: the stride
     opset: int = DEFAULT_OPSET
     float_tolerance: float = 1e-4
     min_agreement: float = 0.97
@@ -291,6 +292,16 @@ def window_probabilities(
     return probabilities, windows, valid
 
 
+def stream_phases(requested: int | None, stride: int) -> int:
+    """The phases the runtime runs the step at: all of the stride unless fewer were asked for
+    (`edge_runtime.streaming.StreamingScorer`)."""
+    if requested is None:
+        return stride
+    if not 1 <= requested <= stride:
+        raise ValueError(f"stream phases must be from 1 to the model's stem stride ({stride}), got {requested}")
+    return requested
+
+
 def streaming_section(stream: StreamingDSCNN, out: Path, options: StreamOptions) -> dict:
     """The manifest's `streaming` section, tensors as the interpreter reports them (names matched by role)."""
     layout = stream.layout
@@ -310,6 +321,7 @@ def streaming_section(stream: StreamingDSCNN, out: Path, options: StreamOptions)
         ],
         "prime_steps": layout.prime_steps(stream.frames_per_step),
         "smoothing_seconds": float(options.smoothing_seconds),
+        "phases": stream_phases(options.phases, layout.stride),
         "output": OUTPUT_LOGITS,
         "tensors": tensor_roles(int8_path),
         "float32": {

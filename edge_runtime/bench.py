@@ -102,11 +102,10 @@ def measure(
     threads: int = DEFAULT_THREADS,
 ) -> dict:
     """Run the pipeline over `audio` (mono float32 at the model rate) step by step and time it."""
-    spec = entry.spec
     loading = time.perf_counter_ns()
     scorer = StreamingScorer(entry, keyword_index, threads)
     load_ns = time.perf_counter_ns() - loading
-    post = PostProcessor(policy, entry.stride_frames * spec.hop_ms / 1000.0)
+    post = PostProcessor(policy, entry.output_period_s)
     chunk = scorer.front_end.new_samples_per_call
     times, detections, first_inference_s = StepTimes(), 0, None
     started = time.perf_counter_ns()

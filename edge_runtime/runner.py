@@ -239,7 +239,7 @@ def run(settings: dict) -> int:
 
 
 def output_period(bundle: StreamBundle) -> float:
-    return bundle.stream.stride_frames * bundle.spec.hop_ms / 1000.0
+    return bundle.stream.output_period_s
 
 
 def detect_loop(

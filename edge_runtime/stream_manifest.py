@@ -6,7 +6,8 @@ classes], `state_out` [1, state_size]) with their quantization, what the `probab
 class logits since the step stopped ending in a softmax; a section without the field is from before, and its
 step's output is read as probabilities), how outputs line up with feature frames (`stride_frames`,
 `output_frame_offset`), how many steps of silence prime the state (`prime_steps`), the smoothing window of the
-detector, and the float32 twin kept for checking.
+detector, at how many phases of the model's stride the runtime runs the step (`phases`; a section without it is
+from before, and runs at one), and the float32 twin kept for checking.
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ class StreamingEntry:
     smoothing_seconds: float
     tensors: dict[str, TensorInfo]
     output_meaning: str = OUTPUT_PROBABILITIES  # what the `probabilities` role holds: logits or probabilities
+    phases: int = 1  # copies of the step the runtime runs, each `stride_frames / phases` frames behind the last
+
+    @property
+    def phase_lags(self) -> list[int]:
+        """Frames each phase's copy of the step runs behind the first: spread evenly over one stride."""
+        return [round(k * self.stride_frames / self.phases) for k in range(self.phases)]
+
+    @property
+    def output_period_s(self) -> float:
+        """Seconds between successive keyword scores: one stride, shared among the phases."""
+        return self.stride_frames * self.spec.hop_ms / 1000.0 / self.phases
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,10 @@ def _streaming_entry(
         problems.append(f"{where}: frames_per_step must equal outputs_per_step * stride_frames, found {counts}")
     if not smoothing >= 0:
         problems.append(f"{where}.smoothing_seconds must be >= 0, found {smoothing}")
+    phases = section.get("phases", 1)
+    if type(phases) is not int or not 1 <= phases <= counts["stride_frames"]:
+        problems.append(f"{where}.phases must be a whole number from 1 to stride_frames "
+                        f"({counts['stride_frames']}), found {phases!r}")
     output_meaning = section.get("output", OUTPUT_PROBABILITIES)
     if output_meaning not in OUTPUT_MEANINGS:
         problems.append(f"{where}.output is {output_meaning!r}; allowed: {', '.join(map(repr, OUTPUT_MEANINGS))}")
@@ -150,6 +166,7 @@ def _streaming_entry(
         smoothing_seconds=smoothing,
         tensors=tensors,
         output_meaning=output_meaning,
+        phases=phases,
     )
 
 

@@ -160,9 +160,11 @@ def test_macs_column_is_the_counter_on_the_float_model(tiny_report):
         (artifacts / "edge" / "manifest.json").read_text())["source"]["checkpoint"]
     for name in ("numpy log-mel-v1 front-end (1 s)", PEER_ROW):
         assert rows[name]["macs_per_window"] is None and rows[name]["macs_note"].startswith("not counted: ")
-    # Streaming: per-step MACs x steps per second; 10 ms frames, frames_per_step frames per step.
+    # Streaming: per-step MACs x steps per second; 10 ms frames, frames_per_step frames per step, once per phase.
     macs = report["streaming_macs"]
-    assert macs["steps_per_second"] == pytest.approx(100 / macs["frames_per_step"])
+    phases = json.loads((artifacts / "edge" / "manifest.json").read_text())["streaming"]["phases"]
+    assert macs["phases"] == phases == 2  # every phase of the tiny model's stride-2 stem
+    assert macs["steps_per_second"] == pytest.approx(100 / macs["frames_per_step"] * phases)
     assert macs["macs_per_audio_second"] == pytest.approx(macs["macs_per_step"] * macs["steps_per_second"])
     assert sum(macs["breakdown_per_step"].values()) == macs["macs_per_step"]
     streaming, scan, _ = report["streaming"]

@@ -292,11 +292,16 @@ def test_a_reference_that_reads_its_whole_window_ends_it_at_each_streaming_outpu
     assert reference.unread_frames == 0
     audio = np.concatenate([np.zeros(4000, np.float32), keyword_sound(np.random.default_rng(1))])
     track, frames = reference.score(audio), reference.front_end.frames(audio)
-    window, stride = SPEC.frames_per_clip, streaming.bundle.stream.stride_frames
+    window, stream = SPEC.frames_per_clip, streaming.bundle.stream
     silence = np.tile(reference.silence_frame, (window, 1))
+    # The stream's outputs at every phase of the stride, merged in time order: each phase's last frames `lag` behind.
+    firsts = np.arange(reference.first_frame, frames.shape[0], stream.stride_frames)
+    lasts = np.sort(np.concatenate([firsts - lag for lag in stream.phase_lags]))
+    assert stream.phases == 2 and lasts.size == track.scores.size and lasts.min() >= 0
+    np.testing.assert_allclose(track.times_s, SPEC.frame_end_sample(lasts) / SPEC.sample_rate, atol=1e-9)
     with torch.no_grad():
-        for output in (0, 3, track.scores.size - 1):
-            last = reference.first_frame + output * stride
+        for output in (0, 1, 3, track.scores.size - 1):
+            last = lasts[output]
             cut = np.concatenate([silence, frames[: last + 1]])[-window:]  # silence before the stream's start
             expected = torch.softmax(reference.model(torch.from_numpy(cut)[None]), dim=1)[0, 1].item()
             assert track.scores[output] == pytest.approx(expected, abs=1e-6)

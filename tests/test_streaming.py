@@ -169,13 +169,19 @@ def audio() -> np.ndarray:
     return audio
 
 
-def streamed_probabilities(bundle_dir, audio: np.ndarray, chunk: int, float32: bool) -> np.ndarray:
+def streamed_track(bundle_dir, audio: np.ndarray, chunk: int, float32: bool = False, phases: int | None = 1):
+    """(times, keyword probabilities) of the bundle's streaming scorer; `phases` overrides the manifest's (None:
+    as written)."""
     stream_bundle = load_stream_bundle(bundle_dir, float32=float32)
-    scorer = StreamingScorer(stream_bundle.stream, stream_bundle.keyword_index)
-    scores = [
-        step.scores for start in range(0, len(audio), chunk) for step in scorer.push(audio[start : start + chunk])
-    ]
-    return np.concatenate(scores)
+    entry = stream_bundle.stream if phases is None else dataclasses.replace(stream_bundle.stream, phases=phases)
+    scorer = StreamingScorer(entry, stream_bundle.keyword_index)
+    steps = [step for start in range(0, len(audio), chunk) for step in scorer.push(audio[start : start + chunk])]
+    return np.concatenate([s.times_s for s in steps]), np.concatenate([s.scores for s in steps])
+
+
+def streamed_probabilities(bundle_dir, audio: np.ndarray, chunk: int, float32: bool) -> np.ndarray:
+    """One phase: each output is the window model's on one window."""
+    return streamed_track(bundle_dir, audio, chunk, float32)[1]
 
 
 def window_probabilities(
@@ -215,6 +221,30 @@ def test_bundle_stream_equals_window_model_for_every_chunking(bundle, audio):
     assert window_float.max() > 0.9 and window_float.min() < 0.1  # the audio really holds keywords and non-keywords
 
 
+def test_a_phased_scorer_merges_one_phase_scorers_that_hear_the_audio_later(bundle, audio):
+    """Every phase of the stride: the scorer's outputs are those of one-phase scorers hearing the audio `lag` hops
+    later (silence before it), their times taken back by the lag, in time order; each phase keeps its own state."""
+    entry = load_stream_bundle(bundle).stream
+    assert entry.phases == entry.stride_frames == 2 and entry.phase_lags == [0, 1]  # convert's default: all
+    assert entry.output_period_s == pytest.approx(SPEC.hop_ms / 1000)  # one score per frame
+    by_chunk = {chunk: streamed_track(bundle, audio, chunk, float32=True, phases=None) for chunk in (37, 1600)}
+    times, scores = by_chunk[1600]
+    np.testing.assert_array_equal(by_chunk[37][1], scores)
+    assert np.all(np.diff(times) > 0) and np.allclose(np.diff(times), SPEC.hop_ms / 1000)
+    hop_s = SPEC.hop_samples / SPEC.sample_rate
+    expected = []
+    for lag in entry.phase_lags:
+        later = np.concatenate([np.zeros(lag * SPEC.hop_samples, np.float32), audio])  # audio starts silent
+        lag_times, lag_scores = streamed_track(bundle, later, 1600, float32=True, phases=1)
+        expected += list(zip(lag_times[: len(times) // 2] - lag * hop_s, lag_scores[: len(times) // 2], strict=True))
+    expected.sort(key=lambda pair: pair[0])
+    np.testing.assert_allclose(times, [t for t, _ in expected], atol=1e-9)
+    np.testing.assert_allclose(scores, [p for _, p in expected], atol=FLOAT_TOLERANCE)
+    one = streamed_track(bundle, audio, 1600, float32=True, phases=1)[1]
+    np.testing.assert_array_equal(scores[1::2], one)  # the first phase is the one-phase scorer itself
+    assert np.abs(scores[0::2] - one).max() > 0.1  # the second scores other windows
+
+
 def keyword_at_end(samples: int = SPEC.sample_rate) -> np.ndarray:
     """Digital silence ending in a short keyword (a 0.25 s chirp) that stops with the input."""
     chirp = keyword_sound(np.random.default_rng(7), seconds=0.25)
@@ -241,7 +271,9 @@ def test_end_of_input_flush_scores_the_last_partial_step(bundle):
         assert times[-2] < 1.0 <= times[-1] < 1.0 + stream_bundle.stream.stride_frames * SPEC.hop_ms / 1000
     for scores in results[1:]:
         np.testing.assert_array_equal(scores, results[0])
-    before, after = results[0][:45].max(), results[0].max()
+    entry = stream_bundle.stream
+    whole_steps = 9 * entry.outputs_per_step * entry.phases
+    before, after = results[0][:whole_steps].max(), results[0].max()
     assert before < window_peak - 0.2  # measured 0.49 vs 0.79: without the flush the keyword is cut off
     assert abs(after - window_peak) <= INT8_TOLERANCE  # measured 0.785 vs 0.785
 
@@ -253,7 +285,7 @@ def test_flush_with_a_tail_scores_silence_after_the_end_for_the_smoothing(bundle
 
     audio = keyword_at_end()
     stream_bundle = load_stream_bundle(bundle)
-    period = stream_bundle.stream.stride_frames * SPEC.hop_ms / 1000
+    period = stream_bundle.stream.output_period_s
 
     def scores(tail: float):
         scorer = StreamingScorer(stream_bundle.stream, stream_bundle.keyword_index)
@@ -359,6 +391,23 @@ def test_a_streaming_section_with_an_unknown_output_is_refused(tmp_path, bundle)
     (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(KwsError, match="streaming.output is 'class log-probabilities'; allowed: 'class logits'"):
         load_stream_bundle(tmp_path / "bundle")
+
+
+@pytest.mark.parametrize("phases", [0, 3, 1.5, "all"])
+def test_a_streaming_section_with_phases_outside_the_stride_is_refused(tmp_path, bundle, phases):
+    import shutil
+
+    from edge_runtime.errors import KwsError
+
+    shutil.copytree(bundle, tmp_path / "bundle")
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    manifest["streaming"]["phases"] = phases
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KwsError, match=r"streaming.phases must be a whole number from 1 to stride_frames \(2\)"):
+        load_stream_bundle(tmp_path / "bundle")
+    del manifest["streaming"]["phases"]  # a bundle from before phases: one phase, as it was converted for
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(manifest))
+    assert load_stream_bundle(tmp_path / "bundle").stream.phases == 1
 
 
 @pytest.fixture(scope="module")

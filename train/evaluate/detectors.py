@@ -140,6 +140,7 @@ class CheckpointDetector(_StreamingPostProcessing):
         self.architecture = self.info.architecture
         stream = like.bundle.stream
         self.stride_frames, self.first_frame = stream.stride_frames, stream.output_frame_offset
+        self.phase_lags = stream.phase_lags  # scored at every phase the stream runs, as the stream merges them
         self.output_period, self.smoothing_seconds = like.output_period, like.smoothing_seconds
         self.refractory_seconds = like.refractory_seconds
         self.front_end = MelFrontEnd(self.info.feature_spec)
@@ -151,14 +152,18 @@ class CheckpointDetector(_StreamingPostProcessing):
 
         spec, window = self.spec, self.spec.frames_per_clip
         frames = self.front_end.frames(np.asarray(audio, dtype=np.float32))
-        # Row f + window - 1 of `padded` is frame f; the window of the output whose last frame is f starts at row
-        # f + unread (its unread frames past the end of the stream are silence, which the model does not read).
-        unread = self.unread_frames
+        # Row f + before of `padded` is frame f (silence before the stream, as the primed state heard; the later
+        # phases start up to `max(phase_lags)` frames before it); the window of the output whose last frame is f
+        # starts at row f + before - window + 1 + unread (its unread frames past the end of the stream are
+        # silence, which the model does not read).
+        unread, before = self.unread_frames, window - 1 + max(self.phase_lags)
         padded = np.concatenate(
-            [np.tile(self.silence_frame, (window - 1, 1)), frames, np.tile(self.silence_frame, (unread, 1))]
+            [np.tile(self.silence_frame, (before, 1)), frames, np.tile(self.silence_frame, (unread, 1))]
         )
-        last_frames = np.arange(self.first_frame, frames.shape[0], self.stride_frames)
-        windows = torch.from_numpy(padded).unfold(0, window, 1).transpose(1, 2)[last_frames + unread]
+        first = np.arange(self.first_frame, frames.shape[0], self.stride_frames)
+        last_frames = np.sort(np.concatenate([first - lag for lag in self.phase_lags]), kind="stable")
+        starts = last_frames + before - window + 1 + unread
+        windows = torch.from_numpy(padded).unfold(0, window, 1).transpose(1, 2)[starts]
         keyword = self.info.keyword_index
         with torch.no_grad():
             scores = [
