@@ -205,7 +205,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:

@@ -222,7 +222,7 @@ def run(settings: dict) -> int:
             detect_loop(
                 scorer,
                 source,
-                PostProcessor(policy, output_period(bundle)),
+                PostProcessor(policy, bundle.stream.output_period_s),
                 output,
                 reporter,
                 stop,
@@ -236,10 +236,6 @@ def run(settings: dict) -> int:
         output.close()
         reporter.close()
     return 0
-
-
-def output_period(bundle: StreamBundle) -> float:
-    return bundle.stream.output_period_s
 
 
 def detect_loop(

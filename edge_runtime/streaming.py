@@ -184,6 +184,8 @@ class StreamingScorer:
         self.front_end = StreamingFrontEnd(entry.spec, entry.frames_per_step)
         self.model = StreamingModel(entry, num_threads, entry.phases)
         self._lags = entry.phase_lags
+        hop_s = entry.spec.hop_samples / entry.spec.sample_rate
+        self._lag_seconds = [lag * hop_s for lag in self._lags]  # each phase's outputs are this much older
         self._history = silence_frames(max(self._lags), entry.spec)  # the newest frames of the step before
         self.steps_done = 0
         self.samples_pushed = 0
@@ -264,8 +266,7 @@ class StreamingScorer:
                 for phase, lag in enumerate(self._lags)
             ])
             self._history = recent[recent.shape[0] - behind :]
-            hop_s = self.spec.hop_samples / self.spec.sample_rate
-            times = np.concatenate([times - lag * hop_s for lag in self._lags])
+            times = np.concatenate([times - lag_s for lag_s in self._lag_seconds])
             order = np.argsort(times, kind="stable")
             times, scores = times[order], scores[order]
         done = time.perf_counter_ns()

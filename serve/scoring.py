@@ -14,7 +14,7 @@ from edge_runtime.features import FeatureSpec, MelFrontEnd
 from edge_runtime.interpreter import OUTPUT_LOGITS, softmax
 from edge_runtime.manifest import output_meaning, read_manifest
 from edge_runtime.postprocess import PostProcessor, StreamDetection
-from edge_runtime.runner import detection_policy, output_period
+from edge_runtime.runner import detection_policy
 from edge_runtime.stream_manifest import StreamBundle, load_stream_bundle
 from edge_runtime.streaming import StreamingScorer
 
@@ -71,7 +71,7 @@ class StreamSession:
         self.bundle = bundle
         self.policy = detection_policy(MANIFEST_POLICY, bundle)
         self.scorer = StreamingScorer(bundle.stream, bundle.keyword_index)
-        self.post = PostProcessor(self.policy, output_period(bundle))
+        self.post = PostProcessor(self.policy, bundle.stream.output_period_s)
 
     @property
     def sample_rate(self) -> int:

@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--phases", type=positive_int, default=1, metavar="N",
         help="score every stream N times, delayed by 0..N-1 feature hops of silence, and pool them: a strided "
         "model (the DS-CNN's stem takes 5 frames a step) sees the audio at another phase each time, and one phase's "
-        "FRR at 0.5 FA/h moved a student by up to 25 points; N = the stride covers every phase. FA/h and FRR are "
+        "FRR at 0.5 FA/h moved a one-phase detector by up to 25 points. A bundle whose detector runs every phase "
+        "of the stride itself (streaming.phases, python -m convert's default) needs only 1. FA/h and FRR are "
         "then over N times the audio, at N times the scoring time (ours and references; pocketsphinx once) "
         "(default: %(default)s)",
     )  # fmt: skip

@@ -85,12 +85,11 @@ class StreamingDetector(_StreamingPostProcessing):
     name = "streaming"
 
     def __init__(self, bundle: str | Path) -> None:
-        from edge_runtime.runner import output_period
         from edge_runtime.stream_manifest import load_stream_bundle
 
         self.bundle = load_stream_bundle(bundle)
         self.spec, self.keyword, self.manifest = self.bundle.spec, self.bundle.keyword, self.bundle.manifest
-        self.output_period = output_period(self.bundle)
+        self.output_period = self.bundle.stream.output_period_s
         self.precision = self.bundle.stream.precision  # int8, or float32 where the int8 step failed its check
         self.refractory_seconds = self.bundle.detection.refractory_seconds
         self.smoothing_seconds = self.bundle.stream.smoothing_seconds
