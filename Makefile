@@ -175,8 +175,10 @@ compress: $(TRAIN_VENV)/.installed
 		--select-on $(SELECT_ON) --select-fa-per-hour $(SELECT_FA) --cache-root $(CACHE) --out $(OUT)/compression \
 		--student '$(STUDENT)' --methods $(METHODS)
 
+# VERIFIER: the second stage (python -m convert --verifier): the teacher by default when compressing; VERIFIER= for none.
+VERIFIER ?= $(if $(COMPRESSED),$(OUT)/train/$(TEACHER)/best.pt)
 convert: $(TRAIN_VENV)/.installed
-	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge
+	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge $(if $(VERIFIER),--verifier $(VERIFIER))
 
 # Every compression stage and the converted int8 student side by side -> $(OUT)/compression/report.{json,md}
 compression-report: $(TRAIN_VENV)/.installed

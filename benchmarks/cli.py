@@ -78,12 +78,30 @@ def discover_targets(artifacts: Path, manifest: dict, peer: bool = True) -> list
                           "edge", architecture, test["tflite_float32"]["accuracy"], **converted))
     targets.append(Target(f"tflite {architecture} int8", "tflite", edge / manifest["model"]["file"], "int8", "cpu",
                           "edge", architecture, test["tflite_int8"]["accuracy"], **converted))
+    verifier = verifier_target(edge, manifest)
+    if verifier is not None:
+        targets.append(verifier)
     targets.append(Target(front_end_row(manifest), "features", None, "fp32", "cpu", "edge", "front-end", None,
                           macs_note=NO_MACS_FRONT_END))
     if peer:
         targets.append(Target(PEER_ROW, "pocketsphinx", None, "n/a", "cpu", "train", "pocketsphinx", None,
                               macs_note=NO_MACS_PEER))
     return targets
+
+
+def verifier_target(edge: Path, manifest: dict) -> Target | None:
+    """The bundle's second stage (edge_runtime/verifier.py), when it has one: its int8 window model, which the
+    device runs only while the student's gate is open."""
+    if "verifier" not in manifest:
+        return None
+    folder = edge / manifest["verifier"]["folder"]
+    inner = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    architecture = inner["model"]["architecture"]
+    checkpoint = Path(inner["source"]["checkpoint"])
+    known = checkpoint if checkpoint.is_file() else None
+    return Target(f"tflite {architecture} int8 (verifier)", "tflite", folder / inner["model"]["file"], "int8", "cpu",
+                  "edge", architecture, inner["metrics"]["test"]["tflite_int8"]["accuracy"], macs_checkpoint=known,
+                  macs_note=None if known else f"not measured: {checkpoint} is gone")  # fmt: skip
 
 
 def measure(target: Target, spec: dict, iterations: int, pythons: dict[str, Path], extra: list[str] = ()) -> dict:

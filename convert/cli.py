@@ -7,6 +7,7 @@ Failures print one `error: ...` line on stderr (after the tail of the onnx2tf lo
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -23,8 +24,10 @@ from convert.pipeline import (
     run_conversion,
 )
 from convert.streaming import DEFAULT_OUTPUTS_PER_STEP, DEFAULT_SMOOTHING_SECONDS, STREAM_INT8_FILE
+from convert.verifier import DEFAULT_VERIFIER_GATE, DEFAULT_VERIFIER_HOP_SECONDS, VERIFIER_FOLDER
 from edge_runtime.cli_parser import OneLineErrorParser, positive_int
 from edge_runtime.errors import KwsError
+from edge_runtime.manifest import MANIFEST_NAME
 
 METRIC_COLUMNS = (("accuracy", "accuracy"), ("FRR", "frr"), ("FAR", "far"), ("ROC AUC", "roc_auc"))
 
@@ -104,6 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
         f"keyword probability (default: {DEFAULT_SMOOTHING_SECONDS})",
     )
     parser.add_argument(
+        "--verifier",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help=f"a larger checkpoint of the same keyword and features (the CRNN teacher) converted into "
+        f"OUT/{VERIFIER_FOLDER}/ as the detector's second stage: it scores 1 s windows only while the streaming "
+        f"model's smoothed probability is at or above --verifier-gate, and the threshold applies to its mean over "
+        f"the smoothing span (edge_runtime/verifier.py; default: none, the streaming model alone)",
+    )
+    parser.add_argument(
+        "--verifier-gate",
+        type=float,
+        default=DEFAULT_VERIFIER_GATE,
+        metavar="P",
+        help=f"verifier.gate written to the manifest: the streaming model's smoothed probability at which the "
+        f"verifier starts scoring; lower misses fewer keywords and runs the verifier more often "
+        f"(default: {DEFAULT_VERIFIER_GATE})",
+    )
+    parser.add_argument(
+        "--verifier-hop-seconds",
+        type=float,
+        default=DEFAULT_VERIFIER_HOP_SECONDS,
+        metavar="S",
+        help=f"verifier.hop_seconds written to the manifest: the verifier scores windows ending every S seconds "
+        f"(a multiple of the feature hop) (default: {DEFAULT_VERIFIER_HOP_SECONDS})",
+    )
+    parser.add_argument(
         "--refractory-seconds",
         type=float,
         default=DEFAULT_REFRACTORY_SECONDS,
@@ -141,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         stream_outputs_per_step=args.stream_outputs_per_step,
         stream_phases=args.stream_phases,
         smoothing_seconds=args.smoothing_seconds,
+        verifier=args.verifier,
+        verifier_gate=args.verifier_gate,
+        verifier_hop_seconds=args.verifier_hop_seconds,
         keep_work=args.keep_work,
     )
     try:
@@ -190,7 +223,20 @@ def summary_table(manifest: dict, out: Path) -> str:
             f"max {checks['float32_vs_window_max_abs']:.2g}, int8 vs int8 window "
             f"{checks['int8_vs_window_int8']['decision_agreement']:.2%} same decisions; rtf {cpu['rtf']:.5f} here"
         )
+    if "verifier" in manifest:
+        lines.append(verifier_line(manifest["verifier"], out))
     return "\n".join(lines)
+
+
+def verifier_line(section: dict, out: Path) -> str:
+    verifier = json.loads((out / section["folder"] / MANIFEST_NAME).read_text(encoding="utf-8"))
+    int8 = verifier["metrics"]["test"]["tflite_int8"]
+    return (
+        f"verifier {section['folder']}/{verifier['model']['file']} ({verifier['model']['architecture']}, "
+        f"{verifier['model']['bytes']} bytes, int8 ROC AUC {int8['roc_auc']:.4f}): scores windows every "
+        f"{section['hop_seconds'] * 1000:g} ms while the streaming score is >= {section['gate']:g}; the threshold "
+        f"applies to its mean"
+    )
 
 
 def _cell(value: float | None) -> str:

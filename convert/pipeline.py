@@ -11,6 +11,7 @@ conversion that fails half-way never leaves a bundle that looks valid.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 from collections.abc import Callable
@@ -41,6 +42,13 @@ from convert.streaming import (
     streamable,
 )
 from convert.to_tflite import convert_to_tflite
+from convert.verifier import (
+    DEFAULT_VERIFIER_GATE,
+    DEFAULT_VERIFIER_HOP_SECONDS,
+    VERIFIER_FOLDER,
+    verifier_problems,
+    verifier_section,
+)
 from convert.windows import WindowMaker
 from edge_runtime.manifest import MANIFEST_NAME, DetectionSettings, load_bundle
 from edge_runtime.postprocess import DetectionPolicy
@@ -77,6 +85,9 @@ class ConversionOptions:
     stream_outputs_per_step: int = DEFAULT_OUTPUTS_PER_STEP
     stream_phases: int | None = None  # None: every phase of the stem's stride
     smoothing_seconds: float = DEFAULT_SMOOTHING_SECONDS
+    verifier: Path | None = None  # a larger checkpoint converted into out/verifier/ as the second stage
+    verifier_gate: float = DEFAULT_VERIFIER_GATE
+    verifier_hop_seconds: float = DEFAULT_VERIFIER_HOP_SECONDS
     keep_work: bool = False
 
 
@@ -97,6 +108,7 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
     except OSError as error:
         raise ConversionError(f"cannot use {out} as output folder ({error})", exit_code=EXIT_BAD_INPUT) from None
     work = out / WORK_DIR
+    verifier = _verifier(options, clipset_path, say)
     try:
         say(f"[1/6] feature windows from {clipset_path} (test split, {options.calibration_windows} calibration)")
         maker = WindowMaker(clipset, info.feature_spec)
@@ -145,6 +157,10 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
             options.window_hop_seconds,
             extra=streaming,
         )
+        if verifier is not None:
+            manifest["verifier"] = verifier_section(options.verifier_gate, options.verifier_hop_seconds)
+            # The threshold applies to the verifier's probability (edge_runtime/verifier.py): its own.
+            manifest["detection"]["threshold"] = verifier["detection"]["threshold"]
         write_manifest(out, manifest)
         load_bundle(out)  # the edge runtime's own checks, before anyone copies the bundle to a device
         if streaming:
@@ -153,6 +169,19 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
     finally:
         if not options.keep_work:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _verifier(options: ConversionOptions, clipset_path: Path, say) -> dict | None:
+    """Convert `options.verifier` into out/verifier/ (a window bundle, same checks); its manifest, or None."""
+    if options.verifier is None:
+        return None
+    say(f"[verifier] {options.verifier} -> {options.out / VERIFIER_FOLDER}")
+    verifier_options = dataclasses.replace(
+        options, checkpoint=options.verifier, out=options.out / VERIFIER_FOLDER, data=clipset_path, verifier=None
+    )
+    manifest = run_conversion(verifier_options, lambda message: say(f"[verifier] {message}"))
+    say("[verifier] done")
+    return manifest
 
 
 def _streaming(model, info: CheckpointInfo, options: ConversionOptions, calibration, test, work: Path, say) -> dict:
@@ -260,6 +289,10 @@ def _check_options(options: ConversionOptions, info: CheckpointInfo, model) -> N
             stream_phases(options.stream_phases, StreamLayout.of(model, info.feature_spec).stride)
         except ValueError as error:
             problems.append(f"--stream-phases: {error}")
+    if options.verifier is not None:
+        if not streamable(model, info.feature_spec):
+            problems.append(f"--verifier needs a streaming model (a dscnn); {info.architecture} does not stream")
+        problems += verifier_problems(options.verifier, info, options.verifier_gate, options.verifier_hop_seconds)
     if not 0.0 <= options.min_agreement <= 1.0:
         problems.append(f"--min-agreement {options.min_agreement} must be in 0..1")
     if not options.float_tolerance > 0.0:

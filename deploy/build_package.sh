@@ -10,8 +10,20 @@ BUNDLE="${1:?usage: build_package.sh BUNDLE_DIR OUT_DIR [PYTHON]}"
 OUT="${2:?usage: build_package.sh BUNDLE_DIR OUT_DIR [PYTHON]}"
 PYTHON="${3:-$REPO/.venv-edge/bin/python}"
 NAME=kws-edge
-# What the device needs from a bundle: the manifest and the two int8 models it names (window and streaming).
-BUNDLE_FILES_SCRIPT='import json, sys; m = json.load(open(sys.argv[1])); print(m["model"]["file"]); print(m["streaming"]["file"])'
+# What the device needs from a bundle: the manifest and the two int8 models it names (window and streaming), and
+# the second stage's folder (its manifest and int8 window model) when the bundle has a verifier.
+BUNDLE_FILES_SCRIPT='
+import json, os, sys
+manifest = json.load(open(sys.argv[1]))
+print(manifest["model"]["file"])
+print(manifest["streaming"]["file"])
+verifier = manifest.get("verifier")
+if verifier:
+    folder = verifier["folder"]
+    inner = json.load(open(os.path.join(os.path.dirname(sys.argv[1]), folder, "manifest.json")))
+    print(folder + "/manifest.json")
+    print(folder + "/" + inner["model"]["file"])
+'
 
 [ -f "$BUNDLE/manifest.json" ] || { echo "error: $BUNDLE holds no manifest.json; run 'make convert' first" >&2; exit 1; }
 "$PYTHON" -c 'import json, sys; sys.exit(0 if "streaming" in json.load(open(sys.argv[1])) else 1)' "$BUNDLE/manifest.json" ||
@@ -25,7 +37,9 @@ ROOT="$STAGE/$NAME"
 mkdir -p "$ROOT/bundle" "$ROOT/docs" "$ROOT/edge_runtime"
 cp "$REPO"/edge_runtime/*.py "$ROOT/edge_runtime/"
 cp "$BUNDLE/manifest.json" "$ROOT/bundle/"
-"$PYTHON" -c "$BUNDLE_FILES_SCRIPT" "$BUNDLE/manifest.json" | while read -r file; do cp "$BUNDLE/$file" "$ROOT/bundle/"; done
+"$PYTHON" -c "$BUNDLE_FILES_SCRIPT" "$BUNDLE/manifest.json" | while read -r file; do
+	mkdir -p "$ROOT/bundle/$(dirname "$file")" && cp "$BUNDLE/$file" "$ROOT/bundle/$file"
+done
 cp "$REPO/requirements-edge.txt" "$REPO/deploy/install.sh" "$REPO/deploy/kws-edge.service" "$REPO/deploy/kws-edge.toml" "$ROOT/"
 cp "$REPO/docs/edge-device.md" "$ROOT/docs/"
 chmod +x "$ROOT/install.sh"

@@ -30,6 +30,7 @@ from .latency import NS_PER_S, StepTimes, process_age_s, reference_ratio, rss_mb
 from .postprocess import DetectionPolicy, PostProcessor
 from .stream_manifest import StreamBundle, StreamingEntry, load_stream_bundle
 from .streaming import StreamingScorer
+from .verifier import VerifiedPostProcessor, VerifierEntry
 
 DEFAULT_GENERATED_SECONDS = 60.0
 GENERATED_LEVEL = 0.05  # RMS of the generated noise, about -26 dBFS: a quiet room through a cheap microphone
@@ -100,19 +101,24 @@ def measure(
     policy: DetectionPolicy,
     audio: np.ndarray,
     threads: int = DEFAULT_THREADS,
+    verifier: VerifierEntry | None = None,
 ) -> dict:
-    """Run the pipeline over `audio` (mono float32 at the model rate) step by step and time it."""
+    """Run the pipeline over `audio` (mono float32 at the model rate) step by step and time it; with `verifier`
+    (the bundle's second stage) its windows count in the post-processing time."""
     loading = time.perf_counter_ns()
     scorer = StreamingScorer(entry, keyword_index, threads)
     load_ns = time.perf_counter_ns() - loading
-    post = PostProcessor(policy, entry.output_period_s)
+    if verifier is None:
+        post = PostProcessor(policy, entry.output_period_s)
+    else:
+        post = VerifiedPostProcessor(policy, entry.output_period_s, verifier, entry.frames_per_step)
     chunk = scorer.front_end.new_samples_per_call
     times, detections, first_inference_s = StepTimes(), 0, None
     started = time.perf_counter_ns()
     for start in range(0, audio.shape[0], chunk):
         for step in scorer.push(audio[start : start + chunk]):
             post_started = time.perf_counter_ns()
-            detections += len(post.update(step.times_s, step.scores))
+            detections += len(post.update(step.times_s, step.scores, step.frames))
             times.record(step.features_ns, step.model_ns, time.perf_counter_ns() - post_started)
             if first_inference_s is None:
                 first_inference_s = process_age_s()
@@ -132,6 +138,17 @@ def measure(
         "first_inference_s": first_inference_s,
         "detections": detections,
         "threads": threads,
+        **({} if verifier is None else {"verifier": verifier_usage(post, scorer)}),
+    }
+
+
+def verifier_usage(post: VerifiedPostProcessor, scorer: StreamingScorer) -> dict:
+    """How often the second stage ran on this audio."""
+    outputs = scorer.steps_done * scorer.entry.outputs_per_step * scorer.entry.phases
+    return {
+        "gate": post.gate,
+        "gate_open_share": round(post.gate_outputs / outputs, 6) if outputs else 0.0,
+        "windows_scored": post.verifier.windows_scored,
     }
 
 
@@ -140,7 +157,7 @@ def bench(bundle: StreamBundle, audio: np.ndarray, audio_name: str, threads: int
         bundle.detection.threshold, bundle.detection.refractory_seconds, bundle.stream.smoothing_seconds
     )
     with pinned(cpu) as core:
-        result = measure(bundle.stream, bundle.keyword_index, policy, audio, threads)
+        result = measure(bundle.stream, bundle.keyword_index, policy, audio, threads, bundle.verifier)
     reference = bundle.manifest.get("reference_latency")
     ratio = reference_ratio(result["rtf"], result["per_hop_us"]["total"]["p50"], reference)
     return {

@@ -56,23 +56,35 @@ def smoothed_track(scores: np.ndarray, smoothing_seconds: float, output_period_s
     return np.convolve(joined, np.full(window, 1.0 / window, np.float32), mode="valid") if window > 1 else joined
 
 
-class PostProcessor:
-    """Feed it each step's output times and keyword probabilities; it returns the detections they make."""
+class MovingAverage:
+    """The streaming form of `smoothed_track`: feed outputs in any pieces, get the same averages."""
 
-    def __init__(self, policy: DetectionPolicy, output_period_s: float) -> None:
-        self.policy = policy
-        self.window = smoothing_outputs(policy.smoothing_seconds, output_period_s)
+    def __init__(self, smoothing_seconds: float, output_period_s: float) -> None:
+        self.window = smoothing_outputs(smoothing_seconds, output_period_s)
         self._kernel = np.full(self.window, 1.0 / self.window, np.float32)
         self._recent = np.zeros(self.window - 1, np.float32)  # the silence the stream is primed with scores ~0
-        self._next_allowed_s = -math.inf
-        self._armed = True  # the score was below the threshold since the last rise
 
-    def update(self, times_s: np.ndarray, scores: np.ndarray) -> list[StreamDetection]:
+    def update(self, scores: np.ndarray) -> np.ndarray:
         joined = np.concatenate([self._recent, scores.astype(np.float32, copy=False)])
-        smoothed = np.convolve(joined, self._kernel, mode="valid") if self.window > 1 else joined
-        if self.window > 1:
-            self._recent = joined[-(self.window - 1) :]
-        above = smoothed >= self.policy.threshold
+        if self.window == 1:
+            return joined
+        self._recent = joined[-(self.window - 1) :]
+        return np.convolve(joined, self._kernel, mode="valid")
+
+    def reset(self) -> None:
+        self._recent[:] = 0.0
+
+
+class RiseTrigger:
+    """Fires when a value rises to the threshold, at least `refractory_seconds` after the last detection."""
+
+    def __init__(self, threshold: float, refractory_seconds: float) -> None:
+        self.threshold, self.refractory_seconds = threshold, refractory_seconds
+        self._next_allowed_s = -math.inf
+        self._armed = True  # the value was below the threshold since the last rise
+
+    def update(self, times_s: np.ndarray, values: np.ndarray) -> list[StreamDetection]:
+        above = values >= self.threshold
         if self._armed and not above.any():
             return []  # the common case, without a Python loop
         detections = []
@@ -83,11 +95,27 @@ class PostProcessor:
                 self._armed = False  # a rise: fires unless it is within the refractory period
                 time_s = float(times_s[index])
                 if time_s >= self._next_allowed_s - TIME_TOLERANCE_S:
-                    detections.append(StreamDetection(time_s, float(smoothed[index])))
-                    self._next_allowed_s = time_s + self.policy.refractory_seconds
+                    detections.append(StreamDetection(time_s, float(values[index])))
+                    self._next_allowed_s = time_s + self.refractory_seconds
         return detections
 
     def reset(self) -> None:
-        self._recent[:] = 0.0
         self._next_allowed_s = -math.inf
         self._armed = True
+
+
+class PostProcessor:
+    """Feed it each step's output times and keyword probabilities; it returns the detections they make. `frames`
+    (the step's new feature frames) is for a post-processor that reads them (`verifier.VerifiedPostProcessor`)."""
+
+    def __init__(self, policy: DetectionPolicy, output_period_s: float) -> None:
+        self.policy = policy
+        self.average = MovingAverage(policy.smoothing_seconds, output_period_s)
+        self.trigger = RiseTrigger(policy.threshold, policy.refractory_seconds)
+
+    def update(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None) -> list:
+        return self.trigger.update(times_s, self.average.update(scores))
+
+    def reset(self) -> None:
+        self.average.reset()
+        self.trigger.reset()

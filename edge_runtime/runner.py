@@ -34,6 +34,7 @@ from .postprocess import DetectionPolicy, PostProcessor, StreamDetection
 from .sources import AudioSource, StdinSource, WavSource
 from .stream_manifest import StreamBundle, load_stream_bundle
 from .streaming import StreamingScorer
+from .verifier import VerifiedPostProcessor, make_post_processor
 
 SCORE_DECIMALS, TIME_DECIMALS, LATENCY_DECIMALS = 4, 3, 3
 NS_PER_MS = 1_000_000
@@ -63,6 +64,15 @@ def detection_policy(settings: dict, bundle: StreamBundle) -> DetectionPolicy:
     if problems:
         raise KwsError("; ".join(problems))
     return policy
+
+
+def verifier_note(bundle: StreamBundle) -> str:
+    verifier = bundle.verifier
+    if verifier is None:
+        return ""
+    hop_ms = verifier.hop_frames * bundle.spec.hop_ms
+    return (f"; verified by {verifier.bundle.manifest['model']['architecture']} when the smoothed score reaches "
+            f"{verifier.gate:g} (windows every {hop_ms:g} ms; the threshold applies to its mean)")  # fmt: skip
 
 
 def open_source(settings: dict, bundle: StreamBundle, chunk_samples: int) -> AudioSource:
@@ -218,11 +228,12 @@ def run(settings: dict) -> int:
                 f"listening: {source.description}; keyword '{bundle.keyword}', threshold {policy.threshold:g}, "
                 f"refractory {policy.refractory_seconds:g} s, smoothing {policy.smoothing_seconds:g} s; "
                 f"{bundle.stream.path.name} ({bundle.stream.precision}, {scorer.seconds_per_step * 1000:g} ms steps)"
+                + verifier_note(bundle)
             )
             detect_loop(
                 scorer,
                 source,
-                PostProcessor(policy, bundle.stream.output_period_s),
+                make_post_processor(policy, bundle),
                 output,
                 reporter,
                 stop,
@@ -241,7 +252,7 @@ def run(settings: dict) -> int:
 def detect_loop(
     scorer: StreamingScorer,
     source: AudioSource,
-    post: PostProcessor,
+    post: PostProcessor | VerifiedPostProcessor,
     output: DetectionOutput,
     reporter: LatencyReporter,
     stop: threading.Event,
@@ -258,7 +269,7 @@ def detect_loop(
         """Post-process, emit and record `steps`; True when `duration_s` is reached."""
         for step in steps:
             started = time.perf_counter_ns()
-            detections = post.update(step.times_s, step.scores)
+            detections = post.update(step.times_s, step.scores, step.frames)
             for detection in detections:
                 output.emit(detection, time.perf_counter_ns() - arrived)
             audio_s = scorer.audio_seconds

@@ -26,6 +26,7 @@ from .manifest import (
     read_bundle_header,
     sha256_of,
 )
+from .verifier import VerifierEntry, verifier_entry
 
 SECTION = "streaming"
 TENSOR_ROLES = ("frames", "state", "probabilities", "state_out")
@@ -73,6 +74,7 @@ class StreamBundle:
     detection: DetectionSettings
     stream: StreamingEntry
     manifest: dict
+    verifier: VerifierEntry | None = None  # the second stage (`verifier.py`), when the bundle has one
 
 
 def load_stream_bundle(folder_or_manifest: str | Path, float32: bool = False) -> StreamBundle:
@@ -86,7 +88,8 @@ def load_stream_bundle(folder_or_manifest: str | Path, float32: bool = False) ->
         )
     section = header.fields.get(header.manifest, SECTION, dict)
     entry = _streaming_entry(section, header.path, header.spec, len(header.labels), header.fields, float32)
-    return StreamBundle(*header.shared(), entry, header.manifest)
+    verifier = verifier_entry(header.manifest, header.path, header.spec, header.keyword)
+    return StreamBundle(*header.shared(), entry, header.manifest, verifier)
 
 
 def entry_from_section(section: dict, folder: Path, spec: FeatureSpec, float32: bool = False) -> StreamingEntry:

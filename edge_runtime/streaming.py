@@ -158,12 +158,13 @@ class StreamingModel:
 @dataclass(frozen=True)
 class StepScores:
     """One model step: keyword probability and stream time (seconds, end of the newest sample read) per output,
-    and the time spent in the front-end and the model."""
+    the time spent in the front-end and the model, and the step's new feature frames (a verifier reads them)."""
 
     times_s: np.ndarray
     scores: np.ndarray
     features_ns: int
     model_ns: int
+    frames: np.ndarray | None = None
 
 
 class StreamingScorer:
@@ -248,7 +249,9 @@ class StreamingScorer:
         kept = []
         for step in steps:  # drop outputs that read nothing but padding
             keep = min(len(step.times_s), int(np.count_nonzero(step.times_s < end_s - 1e-9)) + 1)
-            kept.append(StepScores(step.times_s[:keep], step.scores[:keep], step.features_ns, step.model_ns))
+            kept.append(
+                StepScores(step.times_s[:keep], step.scores[:keep], step.features_ns, step.model_ns, step.frames)
+            )
             if keep < len(step.times_s):
                 break
         return kept
@@ -271,7 +274,7 @@ class StreamingScorer:
             times, scores = times[order], scores[order]
         done = time.perf_counter_ns()
         self.steps_done += 1
-        return StepScores(times, scores, featured - started, done - featured)
+        return StepScores(times, scores, featured - started, done - featured, frames)
 
     def reset(self) -> None:
         self.front_end.reset()

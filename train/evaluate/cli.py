@@ -115,15 +115,34 @@ def score_streams(
     detector, folder: Path, streams: list[Stream], progress: bool, desc: str = "scoring (ours)", phases: int = 1
 ):
     """The detector's score track per stream and phase (stream by stream, phases 0..phases-1 within each, as
-    `phased` lists them), and the seconds spent scoring."""
-    tracks, spent = [], 0.0
+    `phased` lists them), the seconds spent scoring, and for a detector with a verifier how much it ran on each
+    kind of stream (else None)."""
+    tracks, spent, usage = [], 0.0, {}
     for stream in tqdm(streams, desc=desc, unit="stream", disable=None if progress else True):
         audio = stream_audio(folder, stream)
         for phase in range(phases):
             started = time.perf_counter()
             tracks.append(score_at_phase(detector, audio, phase))
             spent += time.perf_counter() - started
-    return tracks, spent
+            ran = getattr(detector, "last_verifier_usage", None)
+            if ran is not None:
+                total = usage.setdefault(stream.kind, {"seconds": 0.0, "windows": 0, "open_outputs": 0, "outputs": 0})
+                total["seconds"] += stream.seconds
+                for key, value in ran.items():
+                    total[key] += value
+    return tracks, spent, (verifier_usage(usage) if usage else None)
+
+
+def verifier_usage(totals: dict) -> dict:
+    """Per kind of stream: the share of outputs the gate was open for and the verifier windows per hour."""
+    return {
+        kind: {
+            "gate_open_share": t["open_outputs"] / t["outputs"] if t["outputs"] else 0.0,
+            "windows_per_hour": t["windows"] / (t["seconds"] / 3600) if t["seconds"] else 0.0,
+            "hours": t["seconds"] / 3600,
+        }
+        for kind, t in sorted(totals.items())
+    }
 
 
 def score_at_phase(detector, audio: np.ndarray, phase: int) -> ScoreTrack:
@@ -194,7 +213,7 @@ def run(args) -> int:
     scored_negatives = [s for s in scored if s.kind == "negative"]
     hit_after = spec.clip_seconds
 
-    tracks, spent = score_streams(detector, folder, streams, progress, phases=args.phases)
+    tracks, spent, verifier_ran = score_streams(detector, folder, streams, progress, phases=args.phases)
     curve, ours_pos, ours_neg = detector_curve(detector, scored, tracks, hit_after)
     clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()))
     audio_seconds = sum(s.seconds for s in streams)
@@ -206,6 +225,7 @@ def run(args) -> int:
             "clip_roc_auc": roc_auc(clip_our, clip_labels),
             "rtf": spent / (audio_seconds * args.phases),
             "curve": curve.to_dict(),
+            **({"verifier": verifier_ran} if verifier_ran else {}),
         }
     }
     curves = {our_name: curve}
@@ -269,7 +289,7 @@ def operating_breakdown(curve, target, ours_pos, positives, ours_neg, negatives,
 def run_reference(reference: CheckpointDetector, folder: Path, streams: list[Stream], clips, args, hit_after: float):
     """A torch checkpoint on the same streams as ours: name, curve and report entry (with its own breakdown)."""
     name = f"reference: {reference.architecture} float32 torch ({reference.checkpoint})"
-    tracks, _ = score_streams(
+    tracks, _, _ = score_streams(
         reference, folder, streams, not args.quiet, f"scoring ({reference.architecture})", phases=args.phases
     )
     scored = phased(streams, args.phases)

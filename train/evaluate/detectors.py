@@ -80,7 +80,8 @@ class _StreamingPostProcessing:
 class StreamingDetector(_StreamingPostProcessing):
     """The deployed int8 streaming model (`python -m edge_runtime run`): per-step keyword probabilities, smoothed,
     fired on a rise to the threshold, with the refractory period (`edge_runtime.postprocess`). Needs a bundle
-    converted with its streaming model."""
+    converted with its streaming model. A bundle with a verifier (`edge_runtime.verifier`) is scored through it:
+    the track then holds the verified values the threshold is compared with, every output time."""
 
     name = "streaming"
 
@@ -93,6 +94,8 @@ class StreamingDetector(_StreamingPostProcessing):
         self.precision = self.bundle.stream.precision  # int8, or float32 where the int8 step failed its check
         self.refractory_seconds = self.bundle.detection.refractory_seconds
         self.smoothing_seconds = self.bundle.stream.smoothing_seconds
+        self.verifier = self.bundle.verifier
+        self.last_verifier_usage: dict | None = None  # how much the verifier ran in the last `score`
 
     def score(self, audio: np.ndarray) -> ScoreTrack:
         from edge_runtime.streaming import StreamingScorer
@@ -101,7 +104,30 @@ class StreamingDetector(_StreamingPostProcessing):
         steps = scorer.push(audio) + scorer.flush()  # a stream's end is a file's end: score its last partial step
         if not steps:
             return ScoreTrack(np.zeros(0), np.zeros(0, np.float32))
-        return ScoreTrack(np.concatenate([s.times_s for s in steps]), np.concatenate([s.scores for s in steps]))
+        times = np.concatenate([s.times_s for s in steps])
+        if self.verifier is None:
+            return ScoreTrack(times, np.concatenate([s.scores for s in steps]))
+        from edge_runtime.postprocess import DetectionPolicy
+        from edge_runtime.verifier import VerifiedPostProcessor
+
+        # The values do not depend on the threshold: one pass serves the whole sweep.
+        policy = DetectionPolicy(1.0, self.refractory_seconds, self.smoothing_seconds)
+        post = VerifiedPostProcessor(policy, self.output_period, self.verifier, self.bundle.stream.frames_per_step)
+        values = np.concatenate([post.values(s.times_s, s.scores, s.frames) for s in steps])
+        self.last_verifier_usage = {"windows": post.verifier.windows_scored, "open_outputs": post.gate_outputs,
+                                    "outputs": int(times.size)}  # fmt: skip
+        return ScoreTrack(times, values)
+
+    def decision_values(self, track: ScoreTrack) -> np.ndarray:
+        return track.scores if self.verifier is not None else super().decision_values(track)
+
+    def detect(self, track: ScoreTrack, threshold: float) -> np.ndarray:
+        if self.verifier is None:
+            return super().detect(track, threshold)
+        from edge_runtime.postprocess import RiseTrigger
+
+        trigger = RiseTrigger(threshold, self.refractory_seconds)
+        return np.array([d.time_s for d in trigger.update(track.times_s, track.scores)])
 
 
 class CheckpointDetector(_StreamingPostProcessing):

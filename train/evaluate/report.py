@@ -87,6 +87,15 @@ def _phases(report: dict) -> str:
     )
 
 
+def _verifier_line(name: str, usage: dict) -> str:
+    runs = [
+        f"{kind} streams: the gate open {100 * u['gate_open_share']:.2f}% of the time, "
+        f"{u['windows_per_hour']:,.0f} verifier windows an hour"
+        for kind, u in usage.items()
+    ]
+    return f"{name}: the verifier ran only behind the open gate; " + "; ".join(runs) + "."
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Long-audio evaluation: '{report['keyword']}'",
@@ -109,6 +118,9 @@ def markdown(report: dict) -> str:
             f"{hours:.2f} | {system['clip_roc_auc']:.4f} | "
             + (f"{system['rtf']:.4f} |" if system.get("rtf") is not None else "n/a (reference, batched torch) |")
         )
+    for name, system in report["systems"].items():
+        if system.get("verifier"):
+            lines += ["", _verifier_line(name, system["verifier"])]
     where = report.get("breakdown")
     if where:
         # References (e.g. the teacher) at their own threshold for the same rate, beside ours.

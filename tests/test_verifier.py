@@ -1,0 +1,247 @@
+"""The second stage end to end on the tiny setup: a tiny dscnn converted with a tiny CRNN as its verifier (two real
+onnx2tf conversions), the verified values checked against the verifier's window model run by hand, the service
+and the evaluation making the same detections, and a broken verifier refused with one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convert.cli import summary_table
+from convert.errors import ConversionError
+from convert.pipeline import ConversionOptions, run_conversion
+from convert.verifier import DEFAULT_VERIFIER_GATE, DEFAULT_VERIFIER_HOP_SECONDS, VERIFIER_FOLDER
+from edge_runtime.bench import measure
+from edge_runtime.errors import KwsError
+from edge_runtime.features import MelFrontEnd, silence_frames
+from edge_runtime.interpreter import TfliteModel
+from edge_runtime.postprocess import DetectionPolicy, smoothed_track
+from edge_runtime.stream_manifest import load_stream_bundle
+from edge_runtime.streaming import StreamingScorer
+from edge_runtime.verifier import VerifiedPostProcessor
+from tests.test_run_cli import detections, run_edge, scene
+from tests.tiny import REPO, SPEC, make_tiny_checkpoint, make_tiny_clipset
+from train.evaluate.detectors import StreamingDetector
+
+RATE = SPEC.sample_rate
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("verified")
+    clipset = make_tiny_clipset(root / "clips")
+    student = make_tiny_checkpoint(root / "dscnn.pt", "dscnn", clipset)
+    teacher = make_tiny_checkpoint(root / "crnn.pt", "crnn", clipset, steps=20)
+    out = root / "edge"
+    options = ConversionOptions(checkpoint=student, out=out, calibration_windows=40, verifier=teacher)
+    manifest = run_conversion(options, say=print)
+    return {"root": root, "clips": clipset, "student": student, "teacher": teacher, "out": out, "manifest": manifest}
+
+
+def test_conversion_writes_the_verifier_bundle_and_hands_it_the_threshold(tiny):
+    manifest = tiny["manifest"]
+    assert manifest["verifier"] == {
+        "folder": VERIFIER_FOLDER,
+        "gate": DEFAULT_VERIFIER_GATE,
+        "hop_seconds": DEFAULT_VERIFIER_HOP_SECONDS,
+    }
+    verifier_manifest = json.loads((tiny["out"] / VERIFIER_FOLDER / "manifest.json").read_text())
+    assert verifier_manifest["model"]["architecture"] == "crnn" and "verifier" not in verifier_manifest
+    assert manifest["detection"]["threshold"] == verifier_manifest["detection"]["threshold"]
+    bundle = load_stream_bundle(tiny["out"])
+    assert bundle.verifier.hop_frames == round(DEFAULT_VERIFIER_HOP_SECONDS * 1000 / SPEC.hop_ms)
+    assert bundle.verifier.bundle.feature_spec == bundle.spec
+    assert not (tiny["out"] / VERIFIER_FOLDER / "work").exists()
+    assert "verifier verifier/model_int8.tflite (crnn" in summary_table(manifest, tiny["out"])
+
+
+def test_the_device_package_carries_the_verifier(tiny, tmp_path):
+    result = subprocess.run(
+        ["make", "--no-print-directory", "edge-package", f"BUNDLE={tiny['out']}", f"PACKAGE_DIR={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(tmp_path / "kws-edge.tar.gz") as tar:
+        names = set(tar.getnames())
+        tar.extractall(tmp_path, filter="data")
+    assert {"kws-edge/bundle/verifier/manifest.json", "kws-edge/bundle/verifier/model_int8.tflite"} <= names
+    unpacked = load_stream_bundle(tmp_path / "kws-edge" / "bundle")
+    assert unpacked.verifier is not None and unpacked.verifier.gate == DEFAULT_VERIFIER_GATE
+
+
+def verified(bundle, audio: np.ndarray, chunk: int, gate: float | None = None):
+    """(times, smoothed student scores, verified values) streamed in chunks of `chunk` samples."""
+    if gate is not None:
+        bundle = dataclasses.replace(bundle, verifier=dataclasses.replace(bundle.verifier, gate=gate))
+    policy = DetectionPolicy(0.5, bundle.detection.refractory_seconds, bundle.stream.smoothing_seconds)
+    post = VerifiedPostProcessor(policy, bundle.stream.output_period_s, bundle.verifier, bundle.stream.frames_per_step)
+    scorer = StreamingScorer(bundle.stream, bundle.keyword_index)
+    steps = [step for start in range(0, len(audio), chunk) for step in scorer.push(audio[start : start + chunk])]
+    values = np.concatenate([post.values(s.times_s, s.scores, s.frames) for s in steps])
+    times, scores = np.concatenate([s.times_s for s in steps]), np.concatenate([s.scores for s in steps])
+    return times, smoothed_track(scores, bundle.stream.smoothing_seconds, bundle.stream.output_period_s), values, post
+
+
+def test_verified_values_are_the_verifier_window_mean_where_the_gate_is_open(tiny):
+    bundle = load_stream_bundle(tiny["out"])
+    audio = scene()
+    times, smoothed, values, post = verified(bundle, audio, 1600)
+    for chunk in (37, 4000):  # the chunking changes nothing, with the kept frames bounded
+        np.testing.assert_array_equal(verified(bundle, audio, chunk)[2], values)
+    gate = bundle.verifier.gate
+    is_open = smoothed >= gate
+    assert 0.02 < is_open.mean() < 0.8  # the chirps open it, the silence and the noise bursts mostly do not
+    assert np.all(values[~is_open] == 0.0)
+    assert post.verifier.windows_scored < len(times) / bundle.verifier.hop_frames  # only while open, each once
+
+    # By hand: the verifier's int8 model on every grid window (silence before the audio) ending in the span.
+    spec, window, hop = bundle.spec, SPEC.frames_per_clip, bundle.verifier.hop_frames
+    span = round(bundle.stream.smoothing_seconds * 1000 / spec.hop_ms)
+    pad = window + span  # row pad + k is stream frame k
+    frames = np.concatenate([silence_frames(pad, spec), MelFrontEnd(spec).frames(audio)])
+    model = TfliteModel(tiny["out"] / VERIFIER_FOLDER / "model_int8.tflite")
+    keyword = bundle.keyword_index
+    checked = 0
+    for index in np.flatnonzero(is_open)[::7]:
+        last = round((times[index] * RATE - spec.window_samples) / spec.hop_samples)
+        grid = [g for g in range(last - span + 1, last + 1) if g % hop == 0]
+        expected = np.mean([model.probabilities(frames[pad + g - window + 1 : pad + g + 1])[keyword] for g in grid])
+        assert values[index] == pytest.approx(expected, abs=1e-6)
+        checked += 1
+    assert checked >= 5
+    assert values.max() > 0.5  # the tiny CRNN hears the chirps too
+
+
+def test_a_closed_gate_never_runs_the_verifier_and_a_zero_gate_always_does(tiny):
+    bundle = load_stream_bundle(tiny["out"])
+    audio = scene()
+    _, _, shut, post = verified(bundle, audio, 1600, gate=1.01)
+    assert np.all(shut == 0.0) and post.verifier.windows_scored == 0
+    times, _, always, post = verified(bundle, audio, 1600, gate=0.0)
+    assert np.all(always > 0.0)
+    grid_windows = (times[-1] - times[0]) / (bundle.verifier.hop_frames * SPEC.hop_ms / 1000)
+    assert grid_windows < post.verifier.windows_scored < grid_windows + 2 * bundle.stream.smoothing_seconds * 100
+
+
+def test_the_service_and_the_evaluation_make_the_same_verified_detections(tiny, tmp_path):
+    import soundfile
+
+    audio = scene()
+    wav = tmp_path / "scene.wav"
+    soundfile.write(wav, audio, RATE, subtype="FLOAT")
+    result = run_edge("run", "--model", tiny["out"], "--wav", wav)
+    records = detections(result)
+    assert "verified by crnn" in result.stderr.decode()
+    detector = StreamingDetector(tiny["out"])
+    track = detector.score(audio)
+    expected = detector.detect(track, detector.bundle.detection.threshold)
+    assert len(records) == len(expected) >= 2
+    np.testing.assert_allclose([r["time_s"] for r in records], expected, atol=1e-3)
+
+
+def test_the_benchmark_counts_how_often_the_verifier_ran(tiny):
+    bundle = load_stream_bundle(tiny["out"])
+    policy = DetectionPolicy(bundle.detection.threshold, 1.0, bundle.stream.smoothing_seconds)
+    result = measure(bundle.stream, bundle.keyword_index, policy, scene(), verifier=bundle.verifier)
+    usage = result["verifier"]
+    assert 0.0 < usage["gate_open_share"] < 1.0 and usage["windows_scored"] > 0
+    assert result["detections"] >= 2
+
+
+def broken_copy(tiny, tmp_path: Path, change) -> Path:
+    copy = tmp_path / "edge"
+    shutil.copytree(tiny["out"], copy)
+    path = copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest, copy)
+    path.write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m, folder: shutil.rmtree(folder / VERIFIER_FOLDER), "its verifier does not load"),
+        (lambda m, folder: m["verifier"].update(gate=1.5), "verifier.gate must be in 0..1"),
+        (lambda m, folder: m["verifier"].update(hop_seconds=0.015), "verifier.hop_seconds must be a positive"),
+        (lambda m, folder: m["verifier"].pop("folder"), "'verifier.folder' is missing"),
+    ],
+)
+def test_a_broken_verifier_is_refused_with_one_line(tiny, tmp_path, change, message):
+    copy = broken_copy(tiny, tmp_path, change)
+    with pytest.raises(KwsError, match=message):
+        load_stream_bundle(copy)
+    result = run_edge("run", "--model", copy, "--wav", tmp_path / "none.wav")
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and message.split()[0] in lines[0], lines
+
+
+def test_a_verifier_on_other_features_is_refused(tiny, tmp_path):
+    def other_features(manifest, folder):
+        verifier_manifest = folder / VERIFIER_FOLDER / "manifest.json"
+        values = json.loads(verifier_manifest.read_text())
+        values["feature_spec"]["f_max_hz"] = 7000.0
+        verifier_manifest.write_text(json.dumps(values))
+
+    with pytest.raises(KwsError, match="reads other features than the stream"):
+        load_stream_bundle(broken_copy(tiny, tmp_path, other_features))
+
+
+def test_conversion_refuses_a_verifier_that_cannot_serve_before_any_work(tiny, tmp_path):
+    out = tmp_path / "never"
+    base = ConversionOptions(checkpoint=tiny["student"], out=out, verifier=tiny["teacher"])
+    cases = [
+        (dataclasses.replace(base, checkpoint=tiny["teacher"]), "needs a streaming model"),
+        (dataclasses.replace(base, verifier_gate=2.0), "--verifier-gate 2.0 must be in 0..1"),
+        (dataclasses.replace(base, verifier_hop_seconds=0.025), "--verifier-hop-seconds 0.025"),
+        (dataclasses.replace(base, verifier=tmp_path / "missing.pt"), "--verifier"),
+    ]
+    for options, message in cases:
+        with pytest.raises(ConversionError, match=message):
+            run_conversion(options, say=print)
+        assert not out.exists()
+
+
+def test_the_evaluation_reports_how_often_the_verifier_ran_on_each_kind_of_stream(tiny, tmp_path):
+    from train.evaluate.cli import score_streams
+    from train.evaluate.report import _verifier_line
+    from train.evaluate.streams import Stream
+
+    streams = []
+    for index, (kind, keyword_at) in enumerate([("positive", (1.0, 3.6, 6.4)), ("negative", ())]):
+        audio = scene(keyword_at=keyword_at)
+        np.save(tmp_path / f"{index}.npy", np.round(audio * 32767).astype(np.int16))
+        spans = [(t, t + 0.5) for t in keyword_at]
+        scene_info = {"noise": "none"}
+        streams.append(Stream(index, kind, "tiny", "chirp", audio.size / RATE, spans, scene_info, f"{index}.npy"))
+    detector = StreamingDetector(tiny["out"])
+    tracks, _, usage = score_streams(detector, tmp_path, streams, progress=False)
+    assert set(usage) == {"negative", "positive"} and len(tracks) == 2
+    # The keywords hold the gate open far longer than the noise bursts do.
+    assert 0.0 <= usage["negative"]["gate_open_share"] < usage["positive"]["gate_open_share"] < 1.0
+    seconds = streams[0].seconds
+    assert usage["positive"]["hours"] == pytest.approx(seconds / 3600)
+    windows = usage["positive"]["windows_per_hour"] * seconds / 3600
+    assert windows == pytest.approx(round(windows)) and windows > 0
+    assert "positive streams: the gate open" in _verifier_line("ours", usage)
+
+
+def test_the_benchmark_measures_the_verifier_window_model(tiny):
+    from benchmarks.cli import discover_targets
+    from benchmarks.cli import measure as measure_row
+    from tests.test_run_cli import EDGE_PYTHON
+
+    targets = discover_targets(tiny["root"], tiny["manifest"], peer=False)
+    (row,) = [t for t in targets if t.name == "tflite crnn int8 (verifier)"]
+    assert row.model == tiny["out"] / VERIFIER_FOLDER / "model_int8.tflite"
+    assert row.macs_checkpoint == tiny["teacher"] and row.environment == "edge"
+    measured = measure_row(row, tiny["manifest"]["feature_spec"], 20, {"edge": EDGE_PYTHON})
+    assert "not_measured" not in measured, measured
+    assert 0 < measured["latency"]["p50_us"] < 1e5
