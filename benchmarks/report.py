@@ -148,14 +148,48 @@ def eval_quality(evaluation: dict | None, eval_source: str, prefix: str, manifes
     return quality
 
 
+def deployed_window_model(row: dict, manifest: dict) -> bool:
+    """The bundle's own int8 window model (not the verifier's, whose file has the same name in its folder)."""
+    path = Path(row.get("model_file") or "")
+    return path.name == manifest["model"]["file"] and path.parent.name != manifest.get("verifier", {}).get("folder")
+
+
+def verifier_costs(rows: list[dict], evaluation: dict | None) -> list[dict]:
+    """What the two-stage detector's verifier adds per second of audio: its windows per hour as `make eval` counted
+    them on each kind of stream, times its p50 window latency measured in this run."""
+    verifier = next((row for row in rows if row["name"].endswith("(verifier)") and "latency" in row), None)
+    systems = (evaluation or {}).get("systems", {})
+    usage = next((system["verifier"] for name, system in systems.items() if name.startswith("ours") and
+                  "verifier" in system), None)  # fmt: skip
+    if verifier is None or usage is None:
+        return []
+    costs = []
+    for kind, ran in usage.items():
+        windows_per_second = ran["windows_per_hour"] / 3600
+        cost = windows_per_second * verifier["latency"]["p50_us"]
+        entry = {
+            "name": f"+ verifier ({verifier['architecture']} int8) on the {kind} streams of `make eval`",
+            "how": (f"{ran['windows_per_hour']:,.0f} windows an hour (the gate open {100 * ran['gate_open_share']:.2f}%"
+                    f" of the time) x p50 of one verifier window"),
+            "cpu_us_per_audio_second": cost,
+            "rtf": cost / MICROSECONDS_PER_SECOND,
+        }
+        if verifier.get("macs_per_window"):
+            entry["macs_per_audio_second"] = windows_per_second * verifier["macs_per_window"]
+            entry["macs_how"] = f"{windows_per_second:.3g} windows per second x MACs per window"
+        costs.append(entry)
+    return costs
+
+
 def merge_quality(rows: list[dict], manifest: dict, evaluation: dict | None, eval_source: str) -> list[dict]:
     """The peer row and the deployed int8 row get `quality` from the `make eval` report (or why not)."""
     merged = []
     for row in rows:
         row = dict(row)
+        row.pop("quality", None)  # measurements reused from an earlier report get it afresh
         if row["backend"] == "pocketsphinx":
             row["quality"] = eval_quality(evaluation, eval_source, "pocketsphinx", manifest)
-        elif row["backend"] == "tflite" and Path(row.get("model_file") or "").name == manifest["model"]["file"]:
+        elif row["backend"] == "tflite" and deployed_window_model(row, manifest):
             row["quality"] = eval_quality(evaluation, eval_source, "ours", manifest)
         merged.append(row)
     return merged
@@ -183,7 +217,7 @@ def merge_device_results(device_results: list[tuple[Path, dict]], streaming: lis
 def build_report(rows, manifest, machine, device_results, edge_bench, created_utc, streaming_macs=None,
                  evaluation=None, eval_source="no `make eval` report given") -> dict:
     rows = merge_quality(rows, manifest, evaluation, eval_source)
-    streaming = streaming_costs(rows, manifest, edge_bench, streaming_macs)
+    streaming = streaming_costs(rows, manifest, edge_bench, streaming_macs) + verifier_costs(rows, evaluation)
     report = {
         "format": REPORT_FORMAT,
         "created_utc": created_utc,

@@ -245,3 +245,25 @@ def test_the_benchmark_measures_the_verifier_window_model(tiny):
     measured = measure_row(row, tiny["manifest"]["feature_spec"], 20, {"edge": EDGE_PYTHON})
     assert "not_measured" not in measured, measured
     assert 0 < measured["latency"]["p50_us"] < 1e5
+
+
+def test_the_benchmark_report_adds_the_verifiers_cost_and_gives_it_no_quality(tiny):
+    from benchmarks.report import merge_quality, verifier_costs
+
+    out = tiny["out"]
+    rows = [
+        {"name": "tflite dscnn int8", "backend": "tflite", "model_file": str(out / "model_int8.tflite"),
+         "architecture": "dscnn", "latency": {"p50_us": 14.0}},
+        {"name": "tflite crnn int8 (verifier)", "backend": "tflite", "architecture": "crnn",
+         "model_file": str(out / VERIFIER_FOLDER / "model_int8.tflite"), "latency": {"p50_us": 50.0},
+         "macs_per_window": 852_048, "quality": "from an earlier report"},
+    ]  # fmt: skip
+    merged = merge_quality(rows, tiny["manifest"], None, "no report")
+    assert merged[0]["quality"].startswith("not measured") and "quality" not in merged[1]
+    usage = {"negative": {"windows_per_hour": 360.0, "gate_open_share": 0.004, "hours": 10.0},
+             "positive": {"windows_per_hour": 7200.0, "gate_open_share": 0.1, "hours": 1.0}}  # fmt: skip
+    evaluation = {"systems": {"ours (dscnn int8, streaming detector)": {"verifier": usage}}}
+    negative, positive = verifier_costs(rows, evaluation)
+    assert negative["cpu_us_per_audio_second"] == pytest.approx(0.1 * 50.0)  # 360 windows an hour x 50 us
+    assert positive["macs_per_audio_second"] == pytest.approx(2.0 * 852_048)
+    assert "0.40%" in negative["how"] and verifier_costs(rows, None) == []
