@@ -6,7 +6,9 @@ model (the DS-CNN) also `model_stream_int8.tflite` (what `python -m edge_runtime
 (see `streaming.py`; the twin is deployed instead when the int8 step fails the agreement check), and the
 workstation's reference latencies in the manifest (`reference_latency.py`). onnx2tf's
 intermediate files live in `<out>/work/`, removed at the end. A stale `manifest.json` is removed first, so a
-conversion that fails half-way never leaves a bundle that looks valid.
+conversion that fails half-way never leaves a bundle that looks valid. With `verifier` (a second checkpoint, the
+detector's second stage) that checkpoint is converted first, by this same pipeline, into `<out>/verifier/`, and the
+manifest names it (`convert/verifier.py`).
 """
 
 from __future__ import annotations

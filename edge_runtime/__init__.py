@@ -10,6 +10,7 @@ on its own (`python -m edge_runtime --help`). Modules:
 - `detector`: sliding-window keyword probabilities over a recording, and detections with a refractory period.
 - `stream_manifest`, `streaming`: the manifest's streaming model, and incremental features + the stateful step.
 - `postprocess`: smoothing, threshold and refractory period over the stream of keyword probabilities.
+- `verifier`: the optional second stage: a larger window model scored only while the smoothed probability is high.
 - `sources`, `microphone`: WAV file, raw PCM on stdin, PyAudio microphone (resampling, overflow, reconnect).
 - `config`, `runner`: the settings of `run` (command line / TOML / defaults) and its loop and outputs.
 - `latency`, `bench`: per-step timing, percentiles, rtf, RSS; the `bench` command.

@@ -7,7 +7,8 @@ class logits since the step stopped ending in a softmax; a section without the f
 step's output is read as probabilities), how outputs line up with feature frames (`stride_frames`,
 `output_frame_offset`), how many steps of silence prime the state (`prime_steps`), the smoothing window of the
 detector, at how many phases of the model's stride the runtime runs the step (`phases`; a section without it is
-from before, and runs at one), and the float32 twin kept for checking.
+from before, and runs at one), and the float32 twin kept for checking. A `verifier` section beside it names the
+second stage (`verifier.py`), loaded with the bundle.
 """
 
 from __future__ import annotations

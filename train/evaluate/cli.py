@@ -217,7 +217,10 @@ def run(args) -> int:
     curve, ours_pos, ours_neg = detector_curve(detector, scored, tracks, hit_after)
     clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()))
     audio_seconds = sum(s.seconds for s in streams)
-    our_name = f"ours ({manifest['model'].get('architecture', '?')} {detector.precision}, {detector.name} detector)"
+    verifier = getattr(detector, "verifier", None)
+    verified = f", verified by {verifier.bundle.manifest['model']['architecture']}" if verifier is not None else ""
+    our_name = (f"ours ({manifest['model'].get('architecture', '?')} {detector.precision}, {detector.name} detector"
+                f"{verified})")  # fmt: skip
     systems = {
         our_name: {
             "operating_points": operating_points(curve),
