@@ -160,9 +160,9 @@ def run_conversion(options: ConversionOptions, say: Callable[[str], None] = prog
             extra=streaming,
         )
         if verifier is not None:
-            manifest["verifier"] = verifier_section(options.verifier_gate, options.verifier_hop_seconds)
-            # The threshold applies to the verifier's probability (edge_runtime/verifier.py): its own.
-            manifest["detection"]["threshold"] = verifier["detection"]["threshold"]
+            manifest["verifier"] = verifier_section(
+                options.verifier_gate, options.verifier_hop_seconds, verifier["detection"]["threshold"]
+            )
         write_manifest(out, manifest)
         load_bundle(out)  # the edge runtime's own checks, before anyone copies the bundle to a device
         if streaming:

@@ -40,5 +40,9 @@ def verifier_problems(checkpoint: Path, student: CheckpointInfo, gate: float, ho
     return problems
 
 
-def verifier_section(gate: float, hop_seconds: float) -> dict:
-    return {"folder": VERIFIER_FOLDER, "gate": float(gate), "hop_seconds": float(hop_seconds)}
+def verifier_section(gate: float, hop_seconds: float, threshold: float) -> dict:
+    """The manifest's `verifier` section. `threshold` applies to the verifier's mean probability (the verifier's
+    own validation threshold until `make eval` chooses one on long audio); `detection.threshold` stays the
+    student's, for the window scan and the server, which score the student alone."""
+    return {"folder": VERIFIER_FOLDER, "gate": float(gate), "hop_seconds": float(hop_seconds),
+            "threshold": float(threshold)}  # fmt: skip

@@ -30,7 +30,7 @@ from .latency import NS_PER_S, StepTimes, process_age_s, reference_ratio, rss_mb
 from .postprocess import DetectionPolicy, PostProcessor
 from .stream_manifest import StreamBundle, StreamingEntry, load_stream_bundle
 from .streaming import StreamingScorer
-from .verifier import VerifiedPostProcessor, VerifierEntry
+from .verifier import VerifiedPostProcessor, VerifierEntry, deployed_threshold
 
 DEFAULT_GENERATED_SECONDS = 60.0
 GENERATED_LEVEL = 0.05  # RMS of the generated noise, about -26 dBFS: a quiet room through a cheap microphone
@@ -154,7 +154,7 @@ def verifier_usage(post: VerifiedPostProcessor, scorer: StreamingScorer) -> dict
 
 def bench(bundle: StreamBundle, audio: np.ndarray, audio_name: str, threads: int, cpu: int | None) -> dict:
     policy = DetectionPolicy(
-        bundle.detection.threshold, bundle.detection.refractory_seconds, bundle.stream.smoothing_seconds
+        deployed_threshold(bundle), bundle.detection.refractory_seconds, bundle.stream.smoothing_seconds
     )
     with pinned(cpu) as core:
         result = measure(bundle.stream, bundle.keyword_index, policy, audio, threads, bundle.verifier)

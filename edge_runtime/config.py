@@ -97,7 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
         "--threshold",
         float,
         None,
-        f"smoothed keyword probability that fires a detection, 0..1 (default: {FROM_MANIFEST}, detection.threshold)",
+        f"smoothed keyword probability that fires a detection, 0..1; with a verifier, its mean probability "
+        f"(default: {FROM_MANIFEST}, detection.threshold, or verifier.threshold for a two-stage bundle)",
         "P",
         0.0,
     ),

@@ -34,7 +34,7 @@ from .postprocess import DetectionPolicy, PostProcessor, StreamDetection
 from .sources import AudioSource, StdinSource, WavSource
 from .stream_manifest import StreamBundle, load_stream_bundle
 from .streaming import StreamingScorer
-from .verifier import VerifiedPostProcessor, make_post_processor
+from .verifier import VerifiedPostProcessor, deployed_threshold, make_post_processor
 
 SCORE_DECIMALS, TIME_DECIMALS, LATENCY_DECIMALS = 4, 3, 3
 NS_PER_MS = 1_000_000
@@ -56,7 +56,7 @@ def detection_policy(settings: dict, bundle: StreamBundle) -> DetectionPolicy:
         return manifest_value if settings[key] is None else settings[key]
 
     policy = DetectionPolicy(
-        threshold=pick("threshold", bundle.detection.threshold),
+        threshold=pick("threshold", deployed_threshold(bundle)),
         refractory_seconds=pick("refractory_seconds", bundle.detection.refractory_seconds),
         smoothing_seconds=pick("smoothing_seconds", bundle.stream.smoothing_seconds),
     )

@@ -17,8 +17,10 @@ the gate open 0.4% of the time on speech without the keyword.
 
 The verifier reads the frames the stream already computed (its feature contract must equal the bundle's, checked
 on load), silence before the stream's start, and scores each grid window once (`Verifier` keeps its scores while
-they can still be needed). The manifest section names the folder, the gate and the grid hop in seconds:
-`"verifier": {"folder": "verifier", "gate": 0.2, "hop_seconds": 0.1}`.
+they can still be needed). The manifest section names the folder, the gate, the grid hop in seconds and the
+threshold for the verifier's mean: `"verifier": {"folder": "verifier", "gate": 0.2, "hop_seconds": 0.1,
+"threshold": 0.63}`. `detection.threshold` stays the student's own, for what scores the student alone (the window
+scan of `detect`, the server).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class VerifierEntry:
     bundle: Bundle
     gate: float
     hop_frames: int
+    threshold: float  # what the verifier's mean must reach; `detection.threshold` is the student's own
 
 
 def verifier_entry(
@@ -57,9 +60,9 @@ def verifier_entry(
     folder = manifest_path.parent / fields.get(section, "folder", str, SECTION)
     gate = float(fields.get(section, "gate", (int, float), SECTION))
     hop_seconds = float(fields.get(section, "hop_seconds", (int, float), SECTION))
-    problems = []
-    if not 0.0 <= gate <= 1.0:
-        problems.append(f"{SECTION}.gate must be in 0..1, found {gate}")
+    threshold = float(fields.get(section, "threshold", (int, float), SECTION))
+    problems = [f"{SECTION}.{name} must be in 0..1, found {value}"
+                for name, value in (("gate", gate), ("threshold", threshold)) if not 0.0 <= value <= 1.0]  # fmt: skip
     hop_frames = hop_seconds * 1000.0 / spec.hop_ms
     if not (hop_frames >= 1 and abs(hop_frames - round(hop_frames)) <= 1e-6):
         problems.append(f"{SECTION}.hop_seconds must be a positive multiple of the feature hop "
@@ -77,7 +80,7 @@ def verifier_entry(
         )
     if bundle.keyword != keyword:
         raise KwsError(f"manifest {manifest_path}: the verifier spots '{bundle.keyword}', the bundle '{keyword}'")
-    return VerifierEntry(bundle, gate, round(hop_frames))
+    return VerifierEntry(bundle, gate, round(hop_frames), threshold)
 
 
 class Verifier:
@@ -171,6 +174,11 @@ class VerifiedPostProcessor:
             raise ValueError("a verified post-processor needs each step's feature frames")
         detections: list[StreamDetection] = self.trigger.update(times_s, self.values(times_s, scores, frames))
         return detections
+
+
+def deployed_threshold(bundle) -> float:
+    """The manifest's threshold for what `bundle` (a `StreamBundle`) deploys: the verifier's when it has one."""
+    return bundle.detection.threshold if bundle.verifier is None else bundle.verifier.threshold
 
 
 def make_post_processor(policy: DetectionPolicy, bundle):

@@ -25,12 +25,15 @@ from edge_runtime.interpreter import TfliteModel
 from edge_runtime.postprocess import DetectionPolicy, smoothed_track
 from edge_runtime.stream_manifest import load_stream_bundle
 from edge_runtime.streaming import StreamingScorer
-from edge_runtime.verifier import VerifiedPostProcessor
+from edge_runtime.verifier import VerifiedPostProcessor, deployed_threshold
 from tests.test_run_cli import detections, run_edge, scene
 from tests.tiny import REPO, SPEC, make_tiny_checkpoint, make_tiny_clipset
+from train.checkpoint import load_checkpoint, save_checkpoint
+from train.evaluate.calibrate import write_threshold
 from train.evaluate.detectors import StreamingDetector
 
 RATE = SPEC.sample_rate
+TEACHER_THRESHOLD = 0.45  # the tiny student's is 0.5
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,8 @@ def tiny(tmp_path_factory) -> dict:
     clipset = make_tiny_clipset(root / "clips")
     student = make_tiny_checkpoint(root / "dscnn.pt", "dscnn", clipset)
     teacher = make_tiny_checkpoint(root / "crnn.pt", "crnn", clipset, steps=20)
+    model, info = load_checkpoint(teacher)  # its own threshold, so the manifest's two thresholds can be told apart
+    save_checkpoint(teacher, model, dataclasses.replace(info, threshold=TEACHER_THRESHOLD))
     out = root / "edge"
     options = ConversionOptions(checkpoint=student, out=out, calibration_windows=40, verifier=teacher)
     manifest = run_conversion(options, say=print)
@@ -51,13 +56,17 @@ def test_conversion_writes_the_verifier_bundle_and_hands_it_the_threshold(tiny):
         "folder": VERIFIER_FOLDER,
         "gate": DEFAULT_VERIFIER_GATE,
         "hop_seconds": DEFAULT_VERIFIER_HOP_SECONDS,
+        "threshold": TEACHER_THRESHOLD,
     }
     verifier_manifest = json.loads((tiny["out"] / VERIFIER_FOLDER / "manifest.json").read_text())
     assert verifier_manifest["model"]["architecture"] == "crnn" and "verifier" not in verifier_manifest
-    assert manifest["detection"]["threshold"] == verifier_manifest["detection"]["threshold"]
+    # Each threshold beside the scores it applies to: the verifier's mean, and the student's own (window scan).
+    assert verifier_manifest["detection"]["threshold"] == pytest.approx(TEACHER_THRESHOLD)
+    assert manifest["detection"]["threshold"] == pytest.approx(0.5)
     bundle = load_stream_bundle(tiny["out"])
     assert bundle.verifier.hop_frames == round(DEFAULT_VERIFIER_HOP_SECONDS * 1000 / SPEC.hop_ms)
     assert bundle.verifier.bundle.feature_spec == bundle.spec
+    assert deployed_threshold(bundle) == pytest.approx(TEACHER_THRESHOLD)
     assert not (tiny["out"] / VERIFIER_FOLDER / "work").exists()
     assert "verifier verifier/model_int8.tflite (crnn" in summary_table(manifest, tiny["out"])
 
@@ -141,14 +150,14 @@ def test_the_service_and_the_evaluation_make_the_same_verified_detections(tiny, 
     assert "verified by crnn" in result.stderr.decode()
     detector = StreamingDetector(tiny["out"])
     track = detector.score(audio)
-    expected = detector.detect(track, detector.bundle.detection.threshold)
+    expected = detector.detect(track, deployed_threshold(detector.bundle))
     assert len(records) == len(expected) >= 2
     np.testing.assert_allclose([r["time_s"] for r in records], expected, atol=1e-3)
 
 
 def test_the_benchmark_counts_how_often_the_verifier_ran(tiny):
     bundle = load_stream_bundle(tiny["out"])
-    policy = DetectionPolicy(bundle.detection.threshold, 1.0, bundle.stream.smoothing_seconds)
+    policy = DetectionPolicy(deployed_threshold(bundle), 1.0, bundle.stream.smoothing_seconds)
     result = measure(bundle.stream, bundle.keyword_index, policy, scene(), verifier=bundle.verifier)
     usage = result["verifier"]
     assert 0.0 < usage["gate_open_share"] < 1.0 and usage["windows_scored"] > 0
@@ -170,6 +179,7 @@ def broken_copy(tiny, tmp_path: Path, change) -> Path:
     [
         (lambda m, folder: shutil.rmtree(folder / VERIFIER_FOLDER), "its verifier does not load"),
         (lambda m, folder: m["verifier"].update(gate=1.5), "verifier.gate must be in 0..1"),
+        (lambda m, folder: m["verifier"].update(threshold=-0.1), "verifier.threshold must be in 0..1"),
         (lambda m, folder: m["verifier"].update(hop_seconds=0.015), "verifier.hop_seconds must be a positive"),
         (lambda m, folder: m["verifier"].pop("folder"), "'verifier.folder' is missing"),
     ],
@@ -267,3 +277,15 @@ def test_the_benchmark_report_adds_the_verifiers_cost_and_gives_it_no_quality(ti
     assert negative["cpu_us_per_audio_second"] == pytest.approx(0.1 * 50.0)  # 360 windows an hour x 50 us
     assert positive["macs_per_audio_second"] == pytest.approx(2.0 * 852_048)
     assert "0.40%" in negative["how"] and verifier_costs(rows, None) == []
+
+
+def test_the_evaluation_writes_the_threshold_of_the_stage_it_measured(tiny, tmp_path):
+    copy = broken_copy(tiny, tmp_path, lambda manifest, folder: None)
+    write_threshold(copy, 0.73, {"target_fa_per_hour": 0.5}, section="verifier")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["verifier"]["threshold"] == 0.73 and manifest["verifier"]["threshold_source"]["target_fa_per_hour"]
+    assert manifest["detection"]["threshold"] == pytest.approx(0.5) and "threshold_source" not in manifest["detection"]
+    assert deployed_threshold(load_stream_bundle(copy)) == 0.73
+    result = run_edge("run", "--model", copy, "--wav", tmp_path / "none.wav")
+    assert result.returncode != 0  # (no such file) but the bundle with the written threshold loaded first
+    assert "none.wav" in result.stderr.decode()

@@ -266,7 +266,8 @@ def run(args) -> int:
         curve, args.target_fa_per_hour, ours_pos, scored_positives, ours_neg, scored_negatives, hit_after
     )
     if args.target_fa_per_hour is not None:
-        report["threshold"] = choose_threshold(args, curve, report)
+        section = "verifier" if verifier is not None else "detection"  # the threshold of what was evaluated
+        report["threshold"] = choose_threshold(args, curve, report, section)
     paths = write_report(report, curves, args.out)
     print(paths["markdown"].read_text(encoding="utf-8"))
     print(f"report: {paths['json']}  {paths['markdown']}  {paths['plot']}")
@@ -314,7 +315,8 @@ def run_reference(reference: CheckpointDetector, folder: Path, streams: list[Str
     return name, curve, entry
 
 
-def choose_threshold(args, curve, report) -> dict:
+def choose_threshold(args, curve, report, section: str = "detection") -> dict:
+    """The threshold for the target FA/h, written into the evaluated detector's `section` of the manifest."""
     point = threshold_for(curve, args.target_fa_per_hour)
     entry = {"target_fa_per_hour": args.target_fa_per_hour, "chosen": point.to_dict() if point else None}
     entry["written"] = False
@@ -335,6 +337,7 @@ def choose_threshold(args, curve, report) -> dict:
             "positives": curve.positives, "detector": report["detector"], "streams": report["streams"]["folder"],
             "report": str(args.out / "report.json"),
         },
+        section,
     )  # fmt: skip
     entry["written"] = True
     return entry
