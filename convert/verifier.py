@@ -23,8 +23,7 @@ def verifier_problems(checkpoint: Path, student: CheckpointInfo, gate: float, ho
     problems = []
     if not 0.0 <= gate <= 1.0:
         problems.append(f"--verifier-gate {gate} must be in 0..1")
-    frames = hop_seconds * 1000.0 / student.feature_spec.hop_ms
-    if not (frames >= 1 and abs(frames - round(frames)) <= 1e-6):
+    if student.feature_spec.whole_hops(hop_seconds) is None:
         problems.append(f"--verifier-hop-seconds {hop_seconds} must be a positive multiple of the feature hop "
                         f"({student.feature_spec.hop_ms / 1000.0} s)")  # fmt: skip
     try:

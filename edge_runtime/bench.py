@@ -27,10 +27,10 @@ from .cli_parser import positive_int
 from .errors import KwsError
 from .interpreter import DEFAULT_THREADS
 from .latency import NS_PER_S, StepTimes, process_age_s, reference_ratio, rss_mb, stage_summary
-from .postprocess import DetectionPolicy, PostProcessor
+from .postprocess import DetectionPolicy
 from .stream_manifest import StreamBundle, StreamingEntry, load_stream_bundle
 from .streaming import StreamingScorer
-from .verifier import VerifiedPostProcessor, VerifierEntry, deployed_threshold
+from .verifier import VerifiedPostProcessor, VerifierEntry, deployed_threshold, make_post_processor
 
 DEFAULT_GENERATED_SECONDS = 60.0
 GENERATED_LEVEL = 0.05  # RMS of the generated noise, about -26 dBFS: a quiet room through a cheap microphone
@@ -108,10 +108,7 @@ def measure(
     loading = time.perf_counter_ns()
     scorer = StreamingScorer(entry, keyword_index, threads)
     load_ns = time.perf_counter_ns() - loading
-    if verifier is None:
-        post = PostProcessor(policy, entry.output_period_s)
-    else:
-        post = VerifiedPostProcessor(policy, entry.output_period_s, verifier, entry.frames_per_step)
+    post = make_post_processor(policy, entry, verifier)
     chunk = scorer.front_end.new_samples_per_call
     times, detections, first_inference_s = StepTimes(), 0, None
     started = time.perf_counter_ns()

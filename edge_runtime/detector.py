@@ -56,7 +56,7 @@ class KeywordScorer:
         self.bundle = bundle
         self.spec = bundle.feature_spec
         self.front_end = MelFrontEnd(self.spec)
-        self.hop_frames = round(bundle.detection.window_hop_seconds * 1000.0 / self.spec.hop_ms)
+        self.hop_frames = self.spec.whole_hops(bundle.detection.window_hop_seconds)  # checked on load
 
     def window_scores(self, audio: np.ndarray) -> WindowScores:
         """Every window of a signal held whole (`stream_windows` with one block)."""

@@ -110,6 +110,16 @@ class FeatureSpec:
         with that frame is known from there on."""
         return frame_index * self.hop_samples + self.window_samples
 
+    def frame_ending_at(self, times_s: np.ndarray) -> np.ndarray:
+        """The frame whose end is at each of `times_s` (seconds; the inverse of `frame_end_sample`)."""
+        return np.rint((np.asarray(times_s) * self.sample_rate - self.window_samples) / self.hop_samples).astype(int)
+
+    def whole_hops(self, seconds: float) -> int | None:
+        """`seconds` as a whole number (>= 1) of feature hops, or None when it is not one: windows and score grids
+        slide by whole frames."""
+        hops = seconds * 1000.0 / self.hop_ms
+        return round(hops) if hops >= 1 and abs(hops - round(hops)) <= 1e-6 else None
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

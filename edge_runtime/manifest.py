@@ -38,9 +38,7 @@ class DetectionSettings:
             problems.append(f"threshold {self.threshold} must be in 0..1")
         if not self.refractory_seconds >= 0:
             problems.append(f"refractory_seconds {self.refractory_seconds} must be >= 0")
-        # Windows slide by whole feature frames.
-        frames = self.window_hop_seconds * 1000.0 / spec.hop_ms
-        if not (frames >= 1 and abs(frames - round(frames)) <= 1e-6):
+        if spec.whole_hops(self.window_hop_seconds) is None:
             problems.append(
                 f"window_hop_seconds {self.window_hop_seconds} must be a positive multiple of the "
                 f"feature hop ({spec.hop_ms / 1000.0} s)"

@@ -233,7 +233,7 @@ def run(settings: dict) -> int:
             detect_loop(
                 scorer,
                 source,
-                make_post_processor(policy, bundle),
+                make_post_processor(policy, bundle.stream, bundle.verifier),
                 output,
                 reporter,
                 stop,

@@ -63,8 +63,8 @@ def verifier_entry(
     threshold = float(fields.get(section, "threshold", (int, float), SECTION))
     problems = [f"{SECTION}.{name} must be in 0..1, found {value}"
                 for name, value in (("gate", gate), ("threshold", threshold)) if not 0.0 <= value <= 1.0]  # fmt: skip
-    hop_frames = hop_seconds * 1000.0 / spec.hop_ms
-    if not (hop_frames >= 1 and abs(hop_frames - round(hop_frames)) <= 1e-6):
+    hop_frames = spec.whole_hops(hop_seconds)
+    if hop_frames is None:
         problems.append(f"{SECTION}.hop_seconds must be a positive multiple of the feature hop "
                         f"({spec.hop_ms / 1000.0} s), found {hop_seconds}")  # fmt: skip
     if problems:
@@ -80,7 +80,7 @@ def verifier_entry(
         )
     if bundle.keyword != keyword:
         raise KwsError(f"manifest {manifest_path}: the verifier spots '{bundle.keyword}', the bundle '{keyword}'")
-    return VerifierEntry(bundle, gate, round(hop_frames), threshold)
+    return VerifierEntry(bundle, gate, hop_frames, threshold)
 
 
 class Verifier:
@@ -88,11 +88,11 @@ class Verifier:
 
     Frames arrive with `add_frames` (the stream's frames in order, the first being frame 0); `mean_at(last)` is
     the mean over the windows whose last frame lies on the grid (a multiple of `hop_frames`) within the
-    `span_frames` frames ending at frame `last`. Frames before the stream's start are silence. `keep_frames`
-    bounds the frames kept (None: all, for scoring a file offline); a window older than that cannot be asked for.
+    `span_frames` frames ending at frame `last`. Frames before the stream's start are silence. Only the newest
+    `keep_frames` frames are kept; a window older than that cannot be asked for.
     """
 
-    def __init__(self, entry: VerifierEntry, span_frames: int, keep_frames: int | None = None) -> None:
+    def __init__(self, entry: VerifierEntry, span_frames: int, keep_frames: int) -> None:
         spec = entry.bundle.feature_spec
         self.model, self.keyword_index = entry.bundle.model, entry.bundle.keyword_index
         self.hop_frames, self.span_frames = entry.hop_frames, max(1, span_frames)
@@ -106,7 +106,7 @@ class Verifier:
 
     def add_frames(self, frames: np.ndarray) -> None:
         self._frames = np.concatenate([self._frames, np.asarray(frames, np.float32)])
-        if self.keep_frames is not None and self._frames.shape[0] > self.keep_frames:
+        if self._frames.shape[0] > self.keep_frames:
             drop = self._frames.shape[0] - self.keep_frames
             self._frames, self._first = self._frames[drop:], self._first + drop
             self._scores = {g: p for g, p in self._scores.items() if g - self.window + 1 >= self._first}
@@ -162,9 +162,8 @@ class VerifiedPostProcessor:
         values = np.zeros(smoothed.shape, np.float32)
         open_outputs = np.flatnonzero(smoothed >= self.gate)
         if open_outputs.size:
-            spec = self.spec
-            last_frames = np.rint((times_s[open_outputs] * spec.sample_rate - spec.window_samples) / spec.hop_samples)
-            for index, last in zip(open_outputs.tolist(), last_frames.astype(int).tolist(), strict=True):
+            last_frames = self.spec.frame_ending_at(times_s[open_outputs])
+            for index, last in zip(open_outputs.tolist(), last_frames.tolist(), strict=True):
                 values[index] = self.verifier.mean_at(last)
             self.gate_outputs += open_outputs.size
         return values
@@ -181,11 +180,10 @@ def deployed_threshold(bundle) -> float:
     return bundle.detection.threshold if bundle.verifier is None else bundle.verifier.threshold
 
 
-def make_post_processor(policy: DetectionPolicy, bundle):
-    """The post-processing `bundle` (a `StreamBundle`) deploys: with its verifier when it has one."""
+def make_post_processor(policy: DetectionPolicy, stream, verifier: VerifierEntry | None):
+    """The post-processing of a streaming model (`StreamingEntry`): with the bundle's verifier when it has one."""
     from .postprocess import PostProcessor
 
-    stream = bundle.stream
-    if bundle.verifier is None:
+    if verifier is None:
         return PostProcessor(policy, stream.output_period_s)
-    return VerifiedPostProcessor(policy, stream.output_period_s, bundle.verifier, stream.frames_per_step)
+    return VerifiedPostProcessor(policy, stream.output_period_s, verifier, stream.frames_per_step)
