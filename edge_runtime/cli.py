@@ -84,8 +84,13 @@ def add_run_parser(commands) -> None:
         help="live streaming detection from a microphone, standard input or a WAV file",
         description="Streaming keyword detection: the int8 streaming model scores every 20 ms of audio; a "
         "detection fires when the smoothed keyword probability reaches the threshold outside the refractory "
-        'period. One JSON line per detection on stdout: {"time_s": <seconds of audio since the start>, "keyword", '
-        '"score": <smoothed probability>, "latency_ms": <processing time from the audio\'s arrival to this line>, '
+        "period. A bundle with a verifier has two stages: while the smoothed probability is above the verifier's "
+        "gate, the verifier scores 1 s windows on its grid (every 100 ms by default) and the threshold applies "
+        "to its mean over the smoothing span instead "
+        "(--no-verifier: the streaming model alone). "
+        'One JSON line per detection on stdout: {"time_s": <seconds of audio since the start>, "keyword", '
+        '"score": <the value that crossed the threshold>, '
+        '"latency_ms": <processing time from the audio\'s arrival to this line>, '
         '"utc"}. Start line, warnings and latency summaries go to stderr. SIGTERM/SIGINT: clean stop, exit 0.',
         epilog="Settings come from the command line, else the --config file, else the defaults shown; detection "
         "settings left unset come from the bundle's manifest. Source: --wav, --stdin, or else the microphone.",

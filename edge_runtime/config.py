@@ -121,6 +121,14 @@ SETTINGS: tuple[Setting, ...] = (
         "SECONDS",
         0.0,
     ),
+    Setting(
+        "no_verifier",
+        "--no-verifier",
+        bool,
+        False,
+        "score with the streaming model alone even when the bundle has a verifier (the second stage); the "
+        "threshold is then detection.threshold: fewer MACs, more misses at the same false-accept rate",
+    ),
     Setting("threads", "--threads", int, DEFAULT_THREADS, "interpreter threads", "N", 1),
     Setting(
         "duration_seconds",

@@ -113,8 +113,12 @@ class PostProcessor:
         self.average = MovingAverage(policy.smoothing_seconds, output_period_s)
         self.trigger = RiseTrigger(policy.threshold, policy.refractory_seconds)
 
+    def values(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+        """What the threshold is compared with: the smoothed probability."""
+        return self.average.update(scores)
+
     def update(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None) -> list:
-        return self.trigger.update(times_s, self.average.update(scores))
+        return self.trigger.update(times_s, self.values(times_s, scores, frames))
 
     def reset(self) -> None:
         self.average.reset()

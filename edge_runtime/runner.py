@@ -212,7 +212,7 @@ def summary_line(record: dict) -> str:
 
 
 def run(settings: dict) -> int:
-    bundle = load_stream_bundle(settings["model"])
+    bundle = load_stream_bundle(settings["model"], with_verifier=not settings["no_verifier"])
     policy = detection_policy(settings, bundle)
     scorer = StreamingScorer(bundle.stream, bundle.keyword_index, settings["threads"])
     output = DetectionOutput(bundle.keyword, settings["log_file"], settings["on_detect"] or [])

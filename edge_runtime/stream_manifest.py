@@ -78,8 +78,11 @@ class StreamBundle:
     verifier: VerifierEntry | None = None  # the second stage (`verifier.py`), when the bundle has one
 
 
-def load_stream_bundle(folder_or_manifest: str | Path, float32: bool = False) -> StreamBundle:
-    """Read and check a bundle's streaming model (`float32=True`: its float32 twin, for checks)."""
+def load_stream_bundle(
+    folder_or_manifest: str | Path, float32: bool = False, with_verifier: bool = True
+) -> StreamBundle:
+    """Read and check a bundle's streaming model (`float32=True`: its float32 twin, for checks); with
+    `with_verifier=False` its verifier, if any, is neither loaded nor used (the streaming model alone)."""
     header = read_bundle_header(folder_or_manifest)
     if SECTION not in header.manifest:
         architecture = header.manifest.get("model", {}).get("architecture", "unknown")
@@ -89,7 +92,7 @@ def load_stream_bundle(folder_or_manifest: str | Path, float32: bool = False) ->
         )
     section = header.fields.get(header.manifest, SECTION, dict)
     entry = _streaming_entry(section, header.path, header.spec, len(header.labels), header.fields, float32)
-    verifier = verifier_entry(header.manifest, header.path, header.spec, header.keyword)
+    verifier = verifier_entry(header.manifest, header.path, header.spec, header.keyword) if with_verifier else None
     return StreamBundle(*header.shared(), entry, header.manifest, verifier)
 
 

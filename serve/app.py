@@ -4,8 +4,9 @@
   keyword probability from the bundle's ONNX model on the chosen execution provider.
 - `GET /v1/models`: the zoo with each model's test metrics, the default model and the provider.
 - `WS /v1/stream?model=NAME&format=f32|i16`: binary frames of 16 kHz mono PCM (little-endian float32 or int16) in;
-  JSON out: `ready` once, then `score` per frame that completed model steps, and `detection` per detection. A text
-  frame (`end`) asks for `end` once every frame before it is scored; the server then closes.
+  JSON out: `ready` once, then `score` per frame that completed model steps, and `detection` per detection, from
+  the edge runtime's streaming detector (two stages when the bundle has a verifier). A text frame (`end`) asks for
+  `end` once every frame before it is scored; the server then closes.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def create_app(zoo: Zoo, max_upload_bytes: int = 10 * 1024 * 1024) -> FastAPI:
                 "sample_rate": session.sample_rate,
                 "format": format,
                 "threshold": session.policy.threshold,
+                "verified_by": session.verified_by,
             }
         )
         max_bytes = int(MAX_FRAME_SECONDS * session.sample_rate) * dtype.itemsize
@@ -167,10 +169,17 @@ def create_app(zoo: Zoo, max_upload_bytes: int = 10 * 1024 * 1024) -> FastAPI:
                 audio = np.frombuffer(data, dtype).astype(np.float32)
                 if dtype.kind == "i":
                     audio /= INT16_SCALE
-                peak, time_s, detections = await run_in_threadpool(session.push, audio)
-                if peak is not None:
-                    await websocket.send_json({"type": "score", "time_s": round(time_s, 3), "score": round(peak, 4)})
-                for detection in detections:
+                update = await run_in_threadpool(session.push, audio)
+                if update.value is not None:
+                    await websocket.send_json(
+                        {
+                            "type": "score",
+                            "time_s": round(update.time_s, 3),
+                            "score": round(update.value, 4),
+                            "probability": round(update.probability, 4),
+                        }
+                    )
+                for detection in update.detections:
                     await websocket.send_json(
                         {
                             "type": "detection",

@@ -1,5 +1,6 @@
-"""Scoring for the server: whole clips through the bundle's ONNX model, live audio through the edge runtime's own
-streaming detector (`StreamingScorer` + `PostProcessor`, as `python -m edge_runtime run` uses them)."""
+"""Scoring for the server: whole clips through the bundle's ONNX model (the student alone, against its own
+`detection.threshold`), live audio through the edge runtime's own streaming detector (`StreamingScorer` and the
+post-processor `python -m edge_runtime run` builds: with the bundle's verifier when it has one)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from edge_runtime.errors import KwsError
 from edge_runtime.features import FeatureSpec, MelFrontEnd
 from edge_runtime.interpreter import OUTPUT_LOGITS, softmax
 from edge_runtime.manifest import output_meaning, read_manifest
-from edge_runtime.postprocess import PostProcessor, StreamDetection
+from edge_runtime.postprocess import StreamDetection
 from edge_runtime.runner import detection_policy
 from edge_runtime.stream_manifest import StreamBundle, load_stream_bundle
 from edge_runtime.streaming import StreamingScorer
+from edge_runtime.verifier import make_post_processor
 
 from .providers import open_session
 from .zoo import ZooEntry
@@ -64,14 +66,26 @@ class OnnxScorer:
         return ClipScore(max(scores), [round(float(t), 3) for t in ends], [round(s, 4) for s in scores])
 
 
+@dataclass(frozen=True)
+class StreamUpdate:
+    """What one push of audio produced: the highest detector value and keyword probability of the steps it
+    completed (None if none), the stream time reached, and the detections."""
+
+    value: float | None  # what the threshold is compared with: smoothed probability, or the verifier's mean
+    probability: float | None  # the streaming student's own keyword probability
+    time_s: float
+    detections: list[StreamDetection]
+
+
 class StreamSession:
-    """One WebSocket's detector: the edge runtime's streaming scorer and post-processor, with the manifest's policy."""
+    """One WebSocket's detector: the edge runtime's streaming scorer and post-processor with the manifest's
+    policy, exactly as `run` builds them (two stages when the bundle has a verifier)."""
 
     def __init__(self, bundle: StreamBundle) -> None:
         self.bundle = bundle
         self.policy = detection_policy(MANIFEST_POLICY, bundle)
         self.scorer = StreamingScorer(bundle.stream, bundle.keyword_index)
-        self.post = PostProcessor(self.policy, bundle.stream.output_period_s)
+        self.post = make_post_processor(self.policy, bundle.stream, bundle.verifier)
 
     @property
     def sample_rate(self) -> int:
@@ -81,15 +95,27 @@ class StreamSession:
     def stream_time_s(self) -> float:
         return self.scorer.steps_done * self.scorer.seconds_per_step
 
-    def push(self, audio: np.ndarray) -> tuple[float | None, float, list[StreamDetection]]:
-        """Feed audio; returns the highest keyword probability of the steps it completed (None if none), the
-        stream time reached, and the detections."""
-        peak, detections = None, []
+    @property
+    def verified_by(self) -> str | None:
+        verifier = self.bundle.verifier
+        return None if verifier is None else str(verifier.bundle.manifest["model"]["architecture"])
+
+    def push(self, audio: np.ndarray) -> StreamUpdate:
+        value = probability = None
+        detections: list[StreamDetection] = []
         for step in self.scorer.push(audio):
-            step_peak = float(step.scores.max())
-            peak = step_peak if peak is None else max(peak, step_peak)
-            detections.extend(self.post.update(step.times_s, step.scores))
-        return peak, self.stream_time_s, detections
+            values = self.post.values(step.times_s, step.scores, step.frames)
+            detections.extend(self.post.trigger.update(step.times_s, values))
+            value = _highest(value, values)
+            probability = _highest(probability, step.scores)
+        return StreamUpdate(value, probability, self.stream_time_s, detections)
+
+
+def _highest(current: float | None, new: np.ndarray) -> float | None:
+    if new.size == 0:
+        return current
+    peak = float(new.max())
+    return peak if current is None else max(current, peak)
 
 
 def open_stream_bundle(entry: ZooEntry) -> StreamBundle:

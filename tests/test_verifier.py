@@ -22,7 +22,7 @@ from edge_runtime.bench import measure
 from edge_runtime.errors import KwsError
 from edge_runtime.features import MelFrontEnd, silence_frames
 from edge_runtime.interpreter import TfliteModel
-from edge_runtime.postprocess import DetectionPolicy, smoothed_track
+from edge_runtime.postprocess import DetectionPolicy, PostProcessor, smoothed_track
 from edge_runtime.stream_manifest import load_stream_bundle
 from edge_runtime.streaming import StreamingScorer
 from edge_runtime.verifier import VerifiedPostProcessor, deployed_threshold
@@ -153,6 +153,62 @@ def test_the_service_and_the_evaluation_make_the_same_verified_detections(tiny, 
     expected = detector.detect(track, deployed_threshold(detector.bundle))
     assert len(records) == len(expected) >= 2
     np.testing.assert_allclose([r["time_s"] for r in records], expected, atol=1e-3)
+
+
+def student_alone_detections(folder: Path, audio: np.ndarray) -> list[float]:
+    """Detection times of the streaming student alone at its own threshold, as `run` makes them from a file."""
+    bundle = load_stream_bundle(folder, with_verifier=False)
+    policy = DetectionPolicy(
+        bundle.detection.threshold, bundle.detection.refractory_seconds, bundle.stream.smoothing_seconds
+    )
+    post = PostProcessor(policy, bundle.stream.output_period_s)
+    scorer = StreamingScorer(bundle.stream, bundle.keyword_index)
+    steps = scorer.push(audio) + scorer.flush(tail_seconds=policy.smoothing_seconds)
+    return [d.time_s for step in steps for d in post.update(step.times_s, step.scores)]
+
+
+def test_run_without_the_verifier_is_the_streaming_model_alone(tiny, tmp_path):
+    import soundfile
+
+    audio = scene()
+    wav = tmp_path / "scene.wav"
+    soundfile.write(wav, audio, RATE, subtype="FLOAT")
+    result = run_edge("run", "--model", tiny["out"], "--wav", wav, "--no-verifier")
+    records = detections(result)
+    stderr = result.stderr.decode()
+    assert "verified by" not in stderr and f"threshold {tiny['manifest']['detection']['threshold']:g}" in stderr
+    expected = student_alone_detections(tiny["out"], audio)
+    assert len(records) == len(expected) >= 2
+    np.testing.assert_allclose([r["time_s"] for r in records], expected, atol=1e-3)
+    # Without the second stage a missing verifier is no reason to refuse.
+    copy = broken_copy(tiny, tmp_path, lambda m, folder: shutil.rmtree(folder / VERIFIER_FOLDER))
+    assert len(detections(run_edge("run", "--model", copy, "--wav", wav, "--no-verifier"))) == len(expected)
+
+
+def test_the_web_stream_runs_both_stages_as_the_device_does(tiny, tmp_path):
+    import soundfile
+
+    from tests.test_serve import free_port, start_server, stream
+
+    audio = scene()
+    wav = tmp_path / "scene.wav"
+    soundfile.write(wav, audio, RATE, subtype="FLOAT")
+    on_device = [r["time_s"] for r in detections(run_edge("run", "--model", tiny["out"], "--wav", wav))]
+    port = free_port()
+    server = start_server(tiny["out"], port)
+    try:
+        messages = stream(f"127.0.0.1:{port}", audio)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    ready, scores = messages[0], [m for m in messages if m["type"] == "score"]
+    assert ready["verified_by"] == "crnn" and ready["threshold"] == pytest.approx(TEACHER_THRESHOLD)
+    found = [m["time_s"] for m in messages if m["type"] == "detection"]
+    assert len(found) == len(on_device) >= 2
+    np.testing.assert_allclose(found, on_device, atol=1e-3)
+    values = np.array([m["score"] for m in scores])
+    assert (values == 0.0).any() and values.max() >= TEACHER_THRESHOLD  # the gate shuts on silence; chirps pass
+    assert all(0.0 <= m["probability"] <= 1.0 for m in scores)
 
 
 def test_the_benchmark_counts_how_often_the_verifier_ran(tiny):

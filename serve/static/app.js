@@ -50,6 +50,9 @@ async function start() {
   $("keyword").textContent = ready.keyword;
   $("threshold").textContent = ready.threshold.toFixed(3);
   $("meter-threshold").style.left = `${ready.threshold * 100}%`;
+  $("stages").textContent = ready.verified_by
+    ? `(two stages: the streaming model proposes, ${ready.verified_by} verifies; the meter shows the verifier's mean)`
+    : "(the meter shows the smoothed keyword probability)";
 
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
