@@ -34,6 +34,11 @@ SEED ?= 0
 SPEECH_CONTEXT ?= 0
 # Share of training windows whose utterance is whispered (train.data.augment.whispered); 0 = off.
 WHISPER ?= 0
+# Share of the teacher's training windows from another vocal tract length (formants moved, pitch kept); empty:
+# train.fit's default (train.data.augment.VTLP_PROBABILITY, 0.5), 0 = off. STUDENT_VTLP: the same for the
+# student's views (empty: train.compress's default, off).
+VTLP ?=
+STUDENT_VTLP ?=
 # Voice-group prefixes to train and validate without (e.g. piper, espeak:en-gb), space-separated; the test split and
 # `make eval` keep them: how the model does on a synthesis engine or voice family it never heard.
 LEAVE_OUT ?=
@@ -50,7 +55,7 @@ SELECT_FA ?= 1,2,3,5,10
 # reads its teacher's; the manifest carries it to the device.
 FRONT_END ?=
 FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) \
-	--false-accept-weight $(FA_WEIGHT) $(if $(FRONT_END),--front-end $(FRONT_END)) \
+	--false-accept-weight $(FA_WEIGHT) $(if $(FRONT_END),--front-end $(FRONT_END)) $(if $(VTLP),--vtlp $(VTLP)) \
 	$(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
 OUT ?= artifacts
 CACHE ?= data
@@ -109,6 +114,8 @@ help:
 	@echo "  EPOCHS=$(EPOCHS)   SEED=$(SEED)   OUT=$(OUT)   CACHE=$(CACHE)"
 	@echo "  SPEECH_CONTEXT=$(SPEECH_CONTEXT)   share of training windows with other speech around the word (0 = off)"
 	@echo "  WHISPER=$(WHISPER)   share of training windows whispered (0 = off)"
+	@echo "  VTLP=$(VTLP)   share of the teacher's training windows from another vocal tract length (0 = off; empty: train.fit's default, on)"
+	@echo "  STUDENT_VTLP=$(STUDENT_VTLP)   the same for the student's views (empty: off)"
 	@echo "  FRONT_END=$(FRONT_END)   features: pcen-v2 (per-channel energy normalization), log-mel-v1 or pcen-v1; empty: pcen-v2"
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
@@ -171,7 +178,8 @@ train: $(TRAIN_VENV)/.installed
 compress: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/train/$(TEACHER)/best.pt || { echo "error: no teacher checkpoint $(OUT)/train/$(TEACHER)/best.pt; run 'make train' first" >&2; exit 1; }
 	$(TRAIN_ENV) $(TPY) -m train.compress --teacher $(OUT)/train/$(TEACHER)/best.pt --data "$$(cat $(OUT)/data_path.txt)" \
-		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) --false-accept-weight $(FA_WEIGHT) \
+		--seed $(SEED) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) $(if $(STUDENT_VTLP),--vtlp $(STUDENT_VTLP)) \
+		--false-accept-weight $(FA_WEIGHT) \
 		--select-on $(SELECT_ON) --select-fa-per-hour $(SELECT_FA) --cache-root $(CACHE) --out $(OUT)/compression \
 		--student '$(STUDENT)' --methods $(METHODS)
 

@@ -13,7 +13,7 @@ from train.data.clipset import ClipSet
 SPEC = FeatureSpec()
 # The base behaviours (placement, SNR, gain) are tested without pseudo-speakers, rooms or channels, whatever the
 # module's defaults for those are; tests/test_quality_training.py tests those.
-PLAIN = {"speed_probability": 0.0, "room_probability": 0.0, "channel_probability": 0.0}
+PLAIN = {"speed_probability": 0.0, "room_probability": 0.0, "channel_probability": 0.0, "vtlp_probability": 0.0}
 
 
 def tone(seconds: float, amplitude: float = 0.3, hz: float = 440.0) -> np.ndarray:
@@ -226,3 +226,42 @@ def test_whisper_share_of_windows_follows_its_probability():
         assert low <= sum(peak < 0.3 for peak in peaks) <= high
     with pytest.raises(ValueError, match="whisper_probability"):
         Augmenter(SPEC, [], np.random.default_rng(1), whisper_probability=1.5)
+
+
+def _formant_centre_hz(audio: np.ndarray) -> float:
+    """Power-weighted mean frequency between 200 and 3000 Hz: where the vowel's formants sit."""
+    power = np.abs(np.fft.rfft(audio * np.hanning(audio.size))) ** 2
+    frequency = np.fft.rfftfreq(audio.size, 1 / SPEC.sample_rate)
+    band = (frequency > 200) & (frequency < 3000)
+    return float((power[band] * frequency[band]).sum() / power[band].sum())
+
+
+def test_vocal_tract_warping_moves_the_formants_and_keeps_the_pitch_length_and_level():
+    from train.data.augment import vocal_tract_warped
+
+    vowel = _vowel(0.6)
+    centre = _formant_centre_hz(vowel)
+    for factor, low, high in ((0.75, 0.75, 0.86), (1.3, 1.2, 1.32)):
+        warped = vocal_tract_warped(vowel, SPEC, factor)
+        assert warped.shape == vowel.shape and warped.dtype == np.float32
+        assert power_db(warped) == pytest.approx(power_db(vowel), abs=0.01)
+        assert low < _formant_centre_hz(warped) / centre < high, factor  # the formants follow the factor
+        assert _pitch_peak(warped, 120.0) > 0.9  # still voiced, at the same pitch
+    np.testing.assert_array_equal(vocal_tract_warped(vowel, SPEC, 1.0), vowel)
+    with pytest.raises(ValueError, match="factor must be > 0"):
+        vocal_tract_warped(vowel, SPEC, 0.0)
+
+
+def test_vtlp_changes_only_the_windows_it_warps_and_follows_its_probability():
+    vowel = _vowel(0.5)
+    plain = {key: value for key, value in PLAIN.items() if key != "vtlp_probability"}
+    windows = {}
+    for probability in (0.0, 0.5, 1.0):
+        augmenter = Augmenter(SPEC, noise_bank(), np.random.default_rng(7), vtlp_probability=probability, **plain)
+        windows[probability] = [augmenter.window(vowel) for _ in range(60)]
+    # Its draws leave the other draws alone: a window it does not warp is the window without VTLP, bit for bit.
+    same = [np.array_equal(a, b) for a, b in zip(windows[0.0], windows[0.5], strict=True)]
+    assert 15 <= sum(same) <= 45
+    assert not any(np.array_equal(a, b) for a, b in zip(windows[0.0], windows[1.0], strict=True))
+    with pytest.raises(ValueError, match="vtlp_probability"):
+        Augmenter(SPEC, [], np.random.default_rng(0), vtlp_probability=1.5)

@@ -298,6 +298,9 @@ def test_bad_input_is_one_error_line(tiny, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["--teacher", "x", "--out", "y", "--speech-context", "1.5"])
     assert "--speech-context must be within 0..1, got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--teacher", "x", "--out", "y", "--vtlp", "1.5"])
+    assert "--vtlp must be within 0..1, got 1.5" in capsys.readouterr().err
     assert TINY_CONFIGS["crnn"]["gru_layers"] == 1  # the fixture teacher the chain tests prune
 
 

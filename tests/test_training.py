@@ -26,7 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("training")
     clipset = make_tiny_clipset(root / "clips")
-    config = FitConfig(data=clipset, out=root / "run", model="dscnn", epochs=4, batch_size=16, seed=0, device="cpu")
+    # The tiny keyword is a chirp, not a voice: no vocal tract to perturb (VTLP, on by default, is tested below).
+    config = FitConfig(
+        data=clipset, out=root / "run", model="dscnn", epochs=4, batch_size=16, seed=0, device="cpu", vtlp=0.0
+    )
     return config, fit(config)
 
 
@@ -90,6 +93,20 @@ def test_resume_ignores_a_state_from_other_settings(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "not resuming" in printed and "other settings (epochs)" in printed
     assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3]
+
+
+def test_vtlp_changes_the_training_windows_and_is_checked_on_the_command_line(tmp_path):
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    common = {"data": clipset, "model": "dscnn", "epochs": 1, "batch_size": 16, "seed": 1, "device": "cpu"}
+    without = fit(FitConfig(out=tmp_path / "plain", vtlp=0.0, **common))
+    with_vtlp = fit(FitConfig(out=tmp_path / "vtlp", vtlp=1.0, **common))
+    assert with_vtlp["history"][0]["train_loss"] != without["history"][0]["train_loss"]
+    assert 0.0 <= with_vtlp["test"]["accuracy"] <= 1.0
+    result = subprocess.run(
+        [sys.executable, "-m", "train.fit", "--data", str(clipset), "--out", str(tmp_path / "x"), "--vtlp", "-0.1"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2 and "--vtlp must be within 0..1, got -0.1" in result.stderr
 
 
 def test_speech_context_changes_the_training_windows_and_is_checked_on_the_command_line(tmp_path):

@@ -87,6 +87,7 @@ def build_bank(
     positive_fraction: float = 0.35,
     speech_context: float = 0.0,
     whisper: float = 0.0,
+    vtlp: float = 0.0,
     leave_out: list[str] | None = None,
     workers: int | None = None,
     teacher_spec: FeatureSpec | None = None,
@@ -101,7 +102,7 @@ def build_bank(
     if labels.index(keyword) != 1:
         raise ValueError(f"clip set {clipset_path} must list the keyword second in its labels, got {labels}")
     rng = np.random.default_rng(seed)
-    augmenter = training_augmenter(clips, spec, rng, speech_context, whisper)
+    augmenter = training_augmenter(clips, spec, rng, speech_context, whisper, vtlp)
     front_end = TorchMelFrontEnd(spec).to(device)
     teacher = teacher.to(device).eval()
     built = []

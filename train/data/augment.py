@@ -1,7 +1,8 @@
 """Training-time augmentation (numpy only), and the synthetic noise that feeds it.
 
-`Augmenter.window` turns one stored utterance into a clip-long training window: sometimes a pseudo-speaker (the
-utterance resampled, so pitch, formants and tempo move together), a random time shift (the whole utterance stays
+`Augmenter.window` turns one stored utterance into a clip-long training window: sometimes another vocal tract
+length (the formants alone move), sometimes a pseudo-speaker (the utterance resampled, so pitch, formants and tempo
+move together), a random time shift (the whole utterance stays
 inside), sometimes a synthetic room, sometimes other speech before and after it (the context a word has live),
 background noise at a random SNR (sometimes none), sometimes a cheap microphone's band limits and tilt, and a
 random gain. `centered_window` is the deterministic version for evaluation. About 0.5 ms per window on one core
@@ -10,6 +11,7 @@ random gain. `centered_window` is the deterministic version for evaluation. Abou
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -37,6 +39,11 @@ HUM_NOISE_SHARE = 0.05  # broadband noise under the hum, relative to its RMS
 # ~0.4 ms more CPU per training window (~1.5 min per model at the default size and epochs).
 SPEED_PROBABILITY = 0.5  # resample the utterance by a factor: pitch, formants and tempo move together
 SPEED_FACTOR = (0.88, 1.12)
+# Vocal-tract-length perturbation: the formants alone move, by a factor drawn log-uniformly (pitch and tempo stay).
+# The range spans a vocal tract from about 0.75 to 1.35 times the speaker's own: children and large adults, and
+# with the speed change on top a little beyond.
+VTLP_PROBABILITY = 0.5
+VTLP_FACTOR = (0.75, 1.35)
 ROOM_PROBABILITY = 0.5  # convolve the window with a synthetic room impulse response
 ROOM_BANK_SIZE = 64  # rooms drawn once per Augmenter
 CHANNEL_PROBABILITY = 0.25  # band-limit and tilt the window like a cheap microphone
@@ -141,9 +148,10 @@ class Augmenter:
         context_speech: Callable[[np.random.Generator], np.ndarray] | None = None,
         context_probability: float = CONTEXT_PROBABILITY,
         whisper_probability: float | None = None,
+        vtlp_probability: float | None = None,
     ) -> None:
-        """The speed, room, channel and whisper probabilities default to the module's SPEED_/ROOM_/CHANNEL_/
-        WHISPER_PROBABILITY (read when called). `context_speech(rng)` draws a random utterance that is not the
+        """The speed, room, channel, whisper and VTLP probabilities default to the module's SPEED_/ROOM_/
+        CHANNEL_/WHISPER_/VTLP_PROBABILITY (read when called). `context_speech(rng)` draws a random utterance that is not the
         keyword, for the speech context around a share (`context_probability`) of the windows; None adds no
         context."""
         if not isinstance(rng, np.random.Generator):
@@ -152,6 +160,7 @@ class Augmenter:
         self.room_probability = ROOM_PROBABILITY if room_probability is None else room_probability
         self.channel_probability = CHANNEL_PROBABILITY if channel_probability is None else channel_probability
         self.whisper_probability = WHISPER_PROBABILITY if whisper_probability is None else whisper_probability
+        self.vtlp_probability = VTLP_PROBABILITY if vtlp_probability is None else vtlp_probability
         for name, value in (
             ("noise_probability", noise_probability),
             ("speed_probability", self.speed_probability),
@@ -159,6 +168,7 @@ class Augmenter:
             ("channel_probability", self.channel_probability),
             ("context_probability", context_probability),
             ("whisper_probability", self.whisper_probability),
+            ("vtlp_probability", self.vtlp_probability),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
@@ -196,9 +206,20 @@ class Augmenter:
         changed = soxr.resample(utterance, rate, rate / factor, quality="LQ").astype(np.float32)
         return changed if changed.size <= self.spec.clip_samples else utterance
 
+    def _vtlp(self, utterance: np.ndarray) -> np.ndarray:
+        """(Sometimes) the utterance from another vocal tract length. Its draws come from a generator seeded by
+        `self.rng`'s state, which they leave as it was: switching VTLP on or off changes no other draw, so its effect
+        is measured on otherwise identical windows (a new stream of draws moves long-audio FRR as a new seed does)."""
+        state = repr(self.rng.bit_generator.state).encode()
+        side = np.random.default_rng(int.from_bytes(hashlib.blake2b(state, digest_size=8).digest(), "little"))
+        if side.random() >= self.vtlp_probability:
+            return utterance
+        factor = float(np.exp(side.uniform(*np.log(VTLP_FACTOR))))
+        return vocal_tract_warped(utterance, self.spec, factor)
+
     def window(self, utterance: np.ndarray) -> np.ndarray:
-        """float32 [clip_samples]: (sometimes) the utterance whispered, (sometimes) a pseudo-speaker's version of
-        it, shifted, (sometimes) in a room, plus noise at a random SNR (sometimes none), (sometimes) through a cheap
+        """float32 [clip_samples]: (sometimes) the utterance whispered, (sometimes) from another vocal tract
+        length, (sometimes) a pseudo-speaker's version of it, shifted, (sometimes) in a room, plus noise at a random SNR (sometimes none), (sometimes) through a cheap
         channel, random gain."""
         length = self.spec.clip_samples
         utterance = np.asarray(utterance, dtype=np.float32)
@@ -207,6 +228,8 @@ class Augmenter:
             utterance = utterance[start : start + length]
         if self.whisper_probability and utterance.size and self.rng.random() < self.whisper_probability:
             utterance = whispered(utterance, self.spec, self.rng)
+        if self.vtlp_probability and utterance.size:
+            utterance = self._vtlp(utterance)
         if self.speed_probability and utterance.size and self.rng.random() < self.speed_probability:
             utterance = self._speed(utterance)
         room = None
@@ -283,28 +306,56 @@ class Augmenter:
         return window
 
 
+def _envelope_analysis(audio: np.ndarray, spec: FeatureSpec):
+    """Short-time spectra of `audio` and their cepstrally smoothed log envelopes (the vocal tract's shape, without
+    the harmonics of the voice): (spectra, log envelopes, analysis window, hop, padded length)."""
+    hop = max(1, round(WHISPER_FRAME_S * spec.sample_rate / 4))
+    n_fft = 4 * hop
+    padded = np.pad(audio, (n_fft, n_fft + hop - (audio.size % hop)))
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann: overlap-adds to 1.5 at hop n_fft / 4
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop] * window
+    spectra = np.fft.rfft(frames, axis=-1)
+    cepstrum = np.fft.irfft(np.log(np.abs(spectra) + 1e-7), n=n_fft, axis=-1)
+    keep = max(1, round(WHISPER_LIFTER_S * spec.sample_rate))
+    cepstrum[:, keep : n_fft - keep + 1] = 0.0
+    return spectra, np.fft.rfft(cepstrum, axis=-1).real, window, hop, padded.size
+
+
+def _resynthesized(spectra: np.ndarray, window: np.ndarray, hop: int, padded_size: int, like: np.ndarray):
+    """Overlap-add of the frames' inverse spectra, cut to `like`'s span and brought to its RMS. float32."""
+    n_fft = window.size
+    pieces = np.fft.irfft(spectra, n=n_fft, axis=-1) * window
+    out = np.zeros(padded_size, dtype=np.float64)
+    for index, piece in enumerate(pieces):  # ~130 frames per second of audio
+        out[index * hop : index * hop + n_fft] += piece
+    return _at_rms(out[n_fft : n_fft + like.size], _rms(like))
+
+
 def whispered(utterance: np.ndarray, spec: FeatureSpec, rng: np.random.Generator) -> np.ndarray:
     """The utterance as a whisper: each short-time spectrum's envelope (cepstrally smoothed, so the harmonics of
     the voice are gone) over random-phase noise, overlap-added; same length and RMS. float32."""
     audio = np.asarray(utterance, dtype=np.float32)
     if audio.size == 0:
         return audio
-    hop = max(1, round(WHISPER_FRAME_S * spec.sample_rate / 4))
-    n_fft = 4 * hop
-    padded = np.pad(audio, (n_fft, n_fft + hop - (audio.size % hop)))
-    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann: overlap-adds to 1.5 at hop n_fft / 4
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop] * window
-    log_magnitude = np.log(np.abs(np.fft.rfft(frames, axis=-1)) + 1e-7)
-    cepstrum = np.fft.irfft(log_magnitude, n=n_fft, axis=-1)
-    keep = max(1, round(WHISPER_LIFTER_S * spec.sample_rate))
-    cepstrum[:, keep : n_fft - keep + 1] = 0.0
-    envelope = np.exp(np.fft.rfft(cepstrum, axis=-1).real)
-    phase = np.exp(2j * np.pi * rng.random(envelope.shape))
-    pieces = np.fft.irfft(envelope * phase, n=n_fft, axis=-1) * window
-    out = np.zeros(padded.size, dtype=np.float64)
-    for index, piece in enumerate(pieces):  # ~130 frames per second of audio
-        out[index * hop : index * hop + n_fft] += piece
-    return _at_rms(out[n_fft : n_fft + audio.size], _rms(audio))
+    spectra, log_envelope, window, hop, padded_size = _envelope_analysis(audio, spec)
+    phase = np.exp(2j * np.pi * rng.random(log_envelope.shape))
+    return _resynthesized(np.exp(log_envelope) * phase, window, hop, padded_size, audio)
+
+
+def vocal_tract_warped(utterance: np.ndarray, spec: FeatureSpec, factor: float) -> np.ndarray:
+    """The utterance from a vocal tract `1 / factor` times as long: each short-time spectrum's envelope is
+    stretched along frequency by `factor` (a formant at f moves to factor * f), while the voice's harmonics, its
+    pitch, phase and timing stay (vocal-tract-length perturbation, VTLP, on the waveform). Same length and RMS.
+    float32."""
+    audio = np.asarray(utterance, dtype=np.float32)
+    if audio.size == 0 or factor == 1.0:
+        return audio
+    if not factor > 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    spectra, log_envelope, window, hop, padded_size = _envelope_analysis(audio, spec)
+    bins = np.arange(log_envelope.shape[1], dtype=np.float64)
+    warped = np.stack([np.interp(bins / factor, bins, frame) for frame in log_envelope])
+    return _resynthesized(spectra * np.exp(warped - log_envelope), window, hop, padded_size, audio)
 
 
 # ---- rooms and channels (used by the evaluation streams, and by training when `room_probability` > 0) ----
