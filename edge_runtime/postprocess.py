@@ -117,8 +117,13 @@ class PostProcessor:
         """What the threshold is compared with: the smoothed probability."""
         return self.average.update(scores)
 
+    def step(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None):
+        """(what the threshold is compared with, the detections it makes) for one step's outputs."""
+        values = self.values(times_s, scores, frames)
+        return values, self.trigger.update(times_s, values)
+
     def update(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None) -> list:
-        return self.trigger.update(times_s, self.values(times_s, scores, frames))
+        return self.step(times_s, scores, frames)[1]
 
     def reset(self) -> None:
         self.average.reset()

@@ -34,7 +34,7 @@ from .postprocess import DetectionPolicy, PostProcessor, StreamDetection
 from .sources import AudioSource, StdinSource, WavSource
 from .stream_manifest import StreamBundle, load_stream_bundle
 from .streaming import StreamingScorer
-from .verifier import VerifiedPostProcessor, deployed_threshold, make_post_processor
+from .verifier import deployed_threshold, make_post_processor
 
 SCORE_DECIMALS, TIME_DECIMALS, LATENCY_DECIMALS = 4, 3, 3
 NS_PER_MS = 1_000_000
@@ -71,7 +71,7 @@ def verifier_note(bundle: StreamBundle) -> str:
     if verifier is None:
         return ""
     hop_ms = verifier.hop_frames * bundle.spec.hop_ms
-    return (f"; verified by {verifier.bundle.manifest['model']['architecture']} when the smoothed score reaches "
+    return (f"; verified by {verifier.architecture} when the smoothed score reaches "
             f"{verifier.gate:g} (windows every {hop_ms:g} ms; the threshold applies to its mean)")  # fmt: skip
 
 
@@ -252,7 +252,7 @@ def run(settings: dict) -> int:
 def detect_loop(
     scorer: StreamingScorer,
     source: AudioSource,
-    post: PostProcessor | VerifiedPostProcessor,
+    post: PostProcessor,
     output: DetectionOutput,
     reporter: LatencyReporter,
     stop: threading.Event,

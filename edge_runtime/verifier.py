@@ -34,7 +34,7 @@ from .errors import KwsError
 from .features import FeatureSpec, silence_frames
 from .interpreter import DEFAULT_THREADS
 from .manifest import Bundle, _Fields, load_bundle
-from .postprocess import DetectionPolicy, MovingAverage, RiseTrigger, StreamDetection
+from .postprocess import DetectionPolicy, PostProcessor
 
 SECTION = "verifier"
 
@@ -47,6 +47,10 @@ class VerifierEntry:
     gate: float
     hop_frames: int
     threshold: float  # what the verifier's mean must reach; `detection.threshold` is the student's own
+
+    @property
+    def architecture(self) -> str:
+        return str(self.bundle.manifest["model"]["architecture"])
 
 
 def verifier_entry(
@@ -134,7 +138,7 @@ class Verifier:
         return float(np.mean([self.window_score(g) for g in grid])) if len(grid) else 0.0
 
 
-class VerifiedPostProcessor:
+class VerifiedPostProcessor(PostProcessor):
     """`postprocess.PostProcessor` with the verifier between the smoothing and the threshold: feed it each step's
     output times, keyword probabilities and new feature frames; it returns the detections they make."""
 
@@ -145,18 +149,18 @@ class VerifiedPostProcessor:
         entry: VerifierEntry,
         frames_per_step: int,
     ) -> None:
-        spec = entry.bundle.feature_spec
-        self.policy, self.gate = policy, entry.gate
-        self.spec = spec
-        self.average = MovingAverage(policy.smoothing_seconds, output_period_s)
-        self.trigger = RiseTrigger(policy.threshold, policy.refractory_seconds)
-        span_frames = round(policy.smoothing_seconds * 1000.0 / spec.hop_ms)
+        super().__init__(policy, output_period_s)
+        self.entry, self.gate, self.spec = entry, entry.gate, entry.bundle.feature_spec
+        self.span_frames = round(policy.smoothing_seconds * 1000.0 / self.spec.hop_ms)
         # Enough for the oldest output of a step (up to a step and a stride older than its newest frame).
-        self.verifier = Verifier(entry, span_frames, spec.frames_per_clip + span_frames + 2 * frames_per_step)
+        self.keep_frames = self.spec.frames_per_clip + self.span_frames + 2 * frames_per_step
+        self.verifier = Verifier(entry, self.span_frames, self.keep_frames)
         self.gate_outputs = 0  # outputs the gate was open for
 
-    def values(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    def values(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
         """What the threshold is compared with: the verifier's mean where the gate is open, else 0."""
+        if frames is None:
+            raise ValueError("a verified post-processor needs each step's feature frames")
         self.verifier.add_frames(frames)
         smoothed = self.average.update(scores)
         values = np.zeros(smoothed.shape, np.float32)
@@ -168,11 +172,10 @@ class VerifiedPostProcessor:
             self.gate_outputs += open_outputs.size
         return values
 
-    def update(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None) -> list:
-        if frames is None:
-            raise ValueError("a verified post-processor needs each step's feature frames")
-        detections: list[StreamDetection] = self.trigger.update(times_s, self.values(times_s, scores, frames))
-        return detections
+    def reset(self) -> None:
+        super().reset()
+        self.verifier = Verifier(self.entry, self.span_frames, self.keep_frames)
+        self.gate_outputs = 0
 
 
 def deployed_threshold(bundle) -> float:
@@ -182,8 +185,6 @@ def deployed_threshold(bundle) -> float:
 
 def make_post_processor(policy: DetectionPolicy, stream, verifier: VerifierEntry | None):
     """The post-processing of a streaming model (`StreamingEntry`): with the bundle's verifier when it has one."""
-    from .postprocess import PostProcessor
-
     if verifier is None:
         return PostProcessor(policy, stream.output_period_s)
     return VerifiedPostProcessor(policy, stream.output_period_s, verifier, stream.frames_per_step)

@@ -98,14 +98,14 @@ class StreamSession:
     @property
     def verified_by(self) -> str | None:
         verifier = self.bundle.verifier
-        return None if verifier is None else str(verifier.bundle.manifest["model"]["architecture"])
+        return None if verifier is None else verifier.architecture
 
     def push(self, audio: np.ndarray) -> StreamUpdate:
         value = probability = None
         detections: list[StreamDetection] = []
         for step in self.scorer.push(audio):
-            values = self.post.values(step.times_s, step.scores, step.frames)
-            detections.extend(self.post.trigger.update(step.times_s, values))
+            values, found = self.post.step(step.times_s, step.scores, step.frames)
+            detections.extend(found)
             value = _highest(value, values)
             probability = _highest(probability, step.scores)
         return StreamUpdate(value, probability, self.stream_time_s, detections)

@@ -218,7 +218,7 @@ def run(args) -> int:
     clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()))
     audio_seconds = sum(s.seconds for s in streams)
     verifier = getattr(detector, "verifier", None)
-    verified = f", verified by {verifier.bundle.manifest['model']['architecture']}" if verifier is not None else ""
+    verified = f", verified by {verifier.architecture}" if verifier is not None else ""
     our_name = (f"ours ({manifest['model'].get('architecture', '?')} {detector.precision}, {detector.name} detector"
                 f"{verified})")  # fmt: skip
     systems = {
