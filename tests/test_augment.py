@@ -265,3 +265,60 @@ def test_vtlp_changes_only_the_windows_it_warps_and_follows_its_probability():
     assert not any(np.array_equal(a, b) for a, b in zip(windows[0.0], windows[1.0], strict=True))
     with pytest.raises(ValueError, match="vtlp_probability"):
         Augmenter(SPEC, [], np.random.default_rng(0), vtlp_probability=1.5)
+
+
+def _talker_tones(rng: np.random.Generator) -> np.ndarray:
+    """A 'talker' whose every utterance is a 0.4 s tone at one of 8 frequencies (250-2000 Hz): a stand-in for
+    speech whose sources can be told apart in the spectrum."""
+    return tone(0.4, hz=250.0 * int(rng.integers(1, 9)))
+
+
+def test_fresh_babble_has_every_talker_speaking_from_its_first_sample_at_the_bank_level():
+    from train.data.augment import NOISE_BANK_RMS, fresh_babble
+
+    rng = np.random.default_rng(3)
+    for talkers in (1, 4, 8):
+        babble = fresh_babble(_talker_tones, talkers, SPEC.clip_samples, rng)
+        assert babble.shape == (SPEC.clip_samples,) and babble.dtype == np.float32
+        assert np.sqrt(np.mean(np.square(babble, dtype=np.float64))) == pytest.approx(NOISE_BANK_RMS, rel=1e-4)
+        # Cut from the middle of a longer mix: sound within the first 50 ms (a track starting within the window
+        # would leave its start silent). With gaps of up to half an utterance a lone talker can pause there.
+        if talkers > 1:
+            assert np.abs(babble[: SPEC.sample_rate // 20]).max() > 0.01
+    # More talkers: more distinct tones in one window (counted as spectral peaks at the 8 frequencies).
+    def tones_heard(audio):
+        spectrum = np.abs(np.fft.rfft(audio))
+        bins = [round(250.0 * k * audio.size / SPEC.sample_rate) for k in range(1, 9)]
+        return sum(spectrum[b] > 0.05 * spectrum.max() for b in bins)
+
+    one = np.mean([tones_heard(fresh_babble(_talker_tones, 1, SPEC.clip_samples, rng)) for _ in range(20)])
+    eight = np.mean([tones_heard(fresh_babble(_talker_tones, 8, SPEC.clip_samples, rng)) for _ in range(20)])
+    assert eight > one + 2
+
+
+def test_fresh_babble_replaces_the_bank_noise_in_its_share_of_windows_and_changes_no_other_draw():
+    utterance = tone(0.5, hz=3100.0)
+    windows = {}
+    for probability in (0.0, 0.5, 1.0):
+        augmenter = Augmenter(
+            SPEC, noise_bank(), np.random.default_rng(11), noise_probability=1.0, gain_db=(0.0, 0.0), snr_db=(0.0, 0.0),
+            context_speech=_talker_tones, context_probability=0.0, babble_probability=probability, **PLAIN,
+        )  # fmt: skip
+        windows[probability] = [augmenter.window(utterance) for _ in range(40)]
+    same = [np.array_equal(a, b) for a, b in zip(windows[0.0], windows[0.5], strict=True)]
+    assert 8 <= sum(same) <= 32
+    # The noise of every window of probability 1 is the talkers' tones instead of the bank's broadband noise: the
+    # window's power outside the utterance's own tone lies near the talkers' frequencies.
+    def share_near_talkers(window):
+        power = np.abs(np.fft.rfft(window)) ** 2  # 1 Hz bins
+        power[3100 - 10 : 3100 + 11] = 0.0  # the utterance
+        near = sum(power[max(250 * k - 10, 0) : 250 * k + 11].sum() for k in range(1, 9))
+        return near / power.sum()
+
+    assert min(share_near_talkers(window) for window in windows[1.0]) > 0.8
+    assert np.median([share_near_talkers(window) for window in windows[0.0]]) < 0.5
+    # Without a source of speech there is no babble, whatever the probability.
+    quiet = Augmenter(SPEC, noise_bank(), np.random.default_rng(11), noise_probability=1.0, babble_probability=1.0)
+    assert quiet.babble_probability == 0.0
+    with pytest.raises(ValueError, match="babble_probability"):
+        Augmenter(SPEC, [], np.random.default_rng(0), babble_probability=-0.1)

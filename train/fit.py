@@ -23,7 +23,7 @@ from tqdm import tqdm
 from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FRONT_ENDS, LOG_MEL, MODEL_FRONT_END, FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
-from train.data.augment import VTLP_FACTOR, VTLP_PROBABILITY, Augmenter
+from train.data.augment import BABBLE_PROBABILITY, BABBLE_TALKERS, VTLP_FACTOR, VTLP_PROBABILITY, Augmenter
 from train.data.batches import FIT_EPOCH, AugmentedBatches, worker_count, workers_option
 from train.data.clipset import ClipSet
 from train.features_torch import TorchMelFrontEnd
@@ -54,6 +54,9 @@ class FitConfig:
     whisper: float = 0.0
     # Share of training windows from another vocal tract length (train.data.augment, VTLP_PROBABILITY).
     vtlp: float = VTLP_PROBABILITY
+    # Share of noisy training windows whose noise is babble made for that window (train.data.augment,
+    # BABBLE_PROBABILITY) instead of a noise bank recording.
+    babble: float = BABBLE_PROBABILITY
     # Group prefixes ("piper", "espeak:en-gb") taken out of train and val (ClipSet.leave_out): the test split then
     # measures a voice family or engine the model never heard. Recorded in the checkpoint's data entry, so the
     # student (train.compress) and the int8 calibration (python -m convert) leave out the same.
@@ -141,13 +144,13 @@ def train_one_epoch(
 
 def training_augmenter(
     clips: ClipSet, spec, rng: np.random.Generator, speech_context: float, whisper: float = 0.0,
-    vtlp: float = VTLP_PROBABILITY,
+    vtlp: float = VTLP_PROBABILITY, babble: float = BABBLE_PROBABILITY,
 ) -> Augmenter:
     """The augmentation of training windows (the teacher's and, in `train.compress`, the student's)."""
-    context = clips.sampler("train", label=0) if speech_context > 0 else None
+    context = clips.sampler("train", label=0) if speech_context > 0 or babble > 0 else None
     return Augmenter(
         spec, clips.noise_bank(), rng, context_speech=context, context_probability=speech_context,
-        whisper_probability=whisper, vtlp_probability=vtlp,
+        whisper_probability=whisper, vtlp_probability=vtlp, babble_probability=babble,
     )  # fmt: skip
 
 
@@ -167,7 +170,9 @@ def fit(config: FitConfig) -> dict:
         left_out = clips.leave_out(config.leave_out)
         print(f"leaving out {left_out} train and val utterances of {', '.join(config.leave_out)}", file=sys.stderr)
     spec = clipset_spec(clips, config.front_end)
-    augmenter = training_augmenter(clips, spec, rng, config.speech_context, config.whisper, config.vtlp)
+    augmenter = training_augmenter(
+        clips, spec, rng, config.speech_context, config.whisper, config.vtlp, config.babble
+    )
     # Made before any tensor is on the GPU: the workers are forked and only ever run numpy.
     batches = AugmentedBatches(clips, augmenter, config.seed, worker_count(config.workers, device.type))
     try:
@@ -286,6 +291,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         **({"speech_context": config.speech_context} if config.speech_context else {}),
         **({"whisper": config.whisper} if config.whisper else {}),
         **({"vtlp": config.vtlp} if config.vtlp else {}),
+        **({"babble": config.babble} if config.babble else {}),
         **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
         **({"false_accept_weight": config.false_accept_weight} if config.false_accept_weight != 1.0 else {}),
         **({"front_end": config.front_end} if config.front_end not in (None, LOG_MEL) else {}),
@@ -333,6 +339,12 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         "train.data.augment.vocal_tract_warped) (0 = off)",
     )
     parser.add_argument(
+        "--babble", type=float, default=defaults.babble, metavar="P",
+        help=f"share of noisy training windows whose noise is babble of {BABBLE_TALKERS[0]}-{BABBLE_TALKERS[1]} "
+        "talkers made for that window from training negatives, instead of one of the noise bank's recordings "
+        "(0 = off; default: %(default)s)",
+    )
+    parser.add_argument(
         "--leave-out", action="append", default=[], metavar="GROUP_PREFIX",
         help="train and validate without the utterances whose voice group starts with this ('piper', "
         "'espeak:en-gb'; repeatable); the test split keeps them (default: none)",
@@ -373,6 +385,8 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         parser.error(f"--whisper must be within 0..1, got {args.whisper}")
     if not 0.0 <= args.vtlp <= 1.0:
         parser.error(f"--vtlp must be within 0..1, got {args.vtlp}")
+    if not 0.0 <= args.babble <= 1.0:
+        parser.error(f"--babble must be within 0..1, got {args.babble}")
     if args.false_accept_weight <= 0:
         parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
     return FitConfig(**{k.replace("-", "_"): v for k, v in vars(args).items()})

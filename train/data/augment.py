@@ -44,6 +44,11 @@ SPEED_FACTOR = (0.88, 1.12)
 # with the speed change on top a little beyond.
 VTLP_PROBABILITY = 0.5
 VTLP_FACTOR = (0.75, 1.35)
+# Fresh babble: the noise bank holds 40 s of babble, which a model hears thousands of times over and can learn by
+# heart. A share of the noisy windows gets babble made for that window instead, from 1-8 talkers of training
+# negatives (never the keyword), at the window's SNR.
+BABBLE_PROBABILITY = 0.0
+BABBLE_TALKERS = (1, 8)
 ROOM_PROBABILITY = 0.5  # convolve the window with a synthetic room impulse response
 ROOM_BANK_SIZE = 64  # rooms drawn once per Augmenter
 CHANNEL_PROBABILITY = 0.25  # band-limit and tilt the window like a cheap microphone
@@ -102,15 +107,32 @@ def babble_noise(utterances: list[np.ndarray], voices: int, num_samples: int, rn
     """Several voices talking at once: `voices` tracks of random utterances back to back, summed."""
     if not utterances:
         raise ValueError("babble needs at least one utterance")
+    return _babble(lambda: utterances[rng.integers(len(utterances))], voices, num_samples, rng)
+
+
+def _babble(draw: Callable[[], np.ndarray], voices: int, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """`voices` tracks, each starting within the first quarter, of utterances from `draw()` back to back with short
+    gaps, each utterance at unit RMS; the sum at NOISE_BANK_RMS."""
     mix = np.zeros(num_samples, dtype=np.float64)
     for _ in range(voices):
         position = int(rng.integers(0, num_samples // 4 + 1))
         while position < num_samples:
-            piece = np.asarray(utterances[rng.integers(len(utterances))], dtype=np.float64)
-            piece = piece[: num_samples - position]
+            piece = np.asarray(draw(), dtype=np.float64)[: num_samples - position]
+            if piece.size == 0:  # an empty utterance would never move the track on
+                break
             mix[position : position + piece.size] += _at_rms(piece, 1.0)
             position += piece.size + int(rng.integers(0, piece.size // 2 + 1))
     return _at_rms(mix, NOISE_BANK_RMS)
+
+
+def fresh_babble(
+    speech: Callable[[np.random.Generator], np.ndarray], voices: int, num_samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`num_samples` of babble never heard before: `voices` talkers of utterances drawn by `speech(rng)`, cut from
+    the middle of a mix twice as long, so that every talker is already speaking when it starts; at NOISE_BANK_RMS."""
+    mix = _babble(lambda: speech(rng), voices, 2 * num_samples, rng)
+    start = num_samples // 2
+    return _at_rms(mix[start : start + num_samples], NOISE_BANK_RMS)
 
 
 def synthetic_noise_bank(spec: FeatureSpec, rng: np.random.Generator, seconds: float = 10.0) -> list[np.ndarray]:
@@ -149,11 +171,12 @@ class Augmenter:
         context_probability: float = CONTEXT_PROBABILITY,
         whisper_probability: float | None = None,
         vtlp_probability: float | None = None,
+        babble_probability: float | None = None,
     ) -> None:
-        """The speed, room, channel, whisper and VTLP probabilities default to the module's SPEED_/ROOM_/
-        CHANNEL_/WHISPER_/VTLP_PROBABILITY (read when called). `context_speech(rng)` draws a random utterance that is not the
-        keyword, for the speech context around a share (`context_probability`) of the windows; None adds no
-        context."""
+        """The speed, room, channel, whisper, VTLP and babble probabilities default to the module's SPEED_/ROOM_/
+        CHANNEL_/WHISPER_/VTLP_/BABBLE_PROBABILITY (read when called). `context_speech(rng)` draws a random
+        utterance that is not the keyword: the speech context around a share (`context_probability`) of the windows,
+        and the talkers of fresh babble (`babble_probability` of the noisy windows); None adds neither."""
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         self.speed_probability = SPEED_PROBABILITY if speed_probability is None else speed_probability
@@ -161,6 +184,7 @@ class Augmenter:
         self.channel_probability = CHANNEL_PROBABILITY if channel_probability is None else channel_probability
         self.whisper_probability = WHISPER_PROBABILITY if whisper_probability is None else whisper_probability
         self.vtlp_probability = VTLP_PROBABILITY if vtlp_probability is None else vtlp_probability
+        self.babble_probability = BABBLE_PROBABILITY if babble_probability is None else babble_probability
         for name, value in (
             ("noise_probability", noise_probability),
             ("speed_probability", self.speed_probability),
@@ -169,6 +193,7 @@ class Augmenter:
             ("context_probability", context_probability),
             ("whisper_probability", self.whisper_probability),
             ("vtlp_probability", self.vtlp_probability),
+            ("babble_probability", self.babble_probability),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
@@ -180,6 +205,8 @@ class Augmenter:
         self.noise_probability = noise_probability
         self.context_speech = context_speech
         self.context_probability = context_probability if context_speech is not None else 0.0
+        if context_speech is None:
+            self.babble_probability = 0.0
         self.noise_bank = [np.asarray(noise, dtype=np.float32) for noise in noise_bank if np.size(noise) > 0]
         if any(noise.ndim != 1 for noise in self.noise_bank):
             raise ValueError("noise bank recordings must be mono arrays of shape [samples]")
@@ -210,12 +237,18 @@ class Augmenter:
         """(Sometimes) the utterance from another vocal tract length. Its draws come from a generator seeded by
         `self.rng`'s state, which they leave as it was: switching VTLP on or off changes no other draw, so its effect
         is measured on otherwise identical windows (a new stream of draws moves long-audio FRR as a new seed does)."""
-        state = repr(self.rng.bit_generator.state).encode()
-        side = np.random.default_rng(int.from_bytes(hashlib.blake2b(state, digest_size=8).digest(), "little"))
+        side = self._side_rng("vtlp")
         if side.random() >= self.vtlp_probability:
             return utterance
         factor = float(np.exp(side.uniform(*np.log(VTLP_FACTOR))))
         return vocal_tract_warped(utterance, self.spec, factor)
+
+    def _side_rng(self, purpose: str) -> np.random.Generator:
+        """A generator seeded by `self.rng`'s state and `purpose`, which leaves that state as it was."""
+        state = repr(self.rng.bit_generator.state).encode()
+        if purpose != "vtlp":  # VTLP's seed predates the purpose; kept so its windows stay as they were
+            state += b"/" + purpose.encode()
+        return np.random.default_rng(int.from_bytes(hashlib.blake2b(state, digest_size=8).digest(), "little"))
 
     def window(self, utterance: np.ndarray) -> np.ndarray:
         """float32 [clip_samples]: (sometimes) the utterance whispered, (sometimes) from another vocal tract
@@ -274,7 +307,13 @@ class Augmenter:
                 window[after_start : after_start + piece.size] += reverberate(piece, room) if room is not None else piece
 
     def _noise_for(self, utterance: np.ndarray) -> np.ndarray:
+        # Fresh babble's draws come from a side generator, like VTLP's: the bank segment is drawn either way, so
+        # switching it on changes no other draw.
+        side = self._side_rng("babble") if self.babble_probability else None
         segment = self._noise_segment()
+        if side is not None and side.random() < self.babble_probability:
+            talkers = int(side.integers(BABBLE_TALKERS[0], BABBLE_TALKERS[1] + 1))
+            segment = fresh_babble(self.context_speech, talkers, segment.size, side)
         noise_power = float(np.mean(np.square(segment, dtype=np.float64)))
         if noise_power <= 0:
             return np.zeros_like(segment)
