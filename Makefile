@@ -54,7 +54,15 @@ SELECT_FA ?= 1,2,3,5,10
 # superseded pcen-v1; empty: train.fit's default (edge_runtime.features.MODEL_FRONT_END, pcen-v2). The student
 # reads its teacher's; the manifest carries it to the device.
 FRONT_END ?=
-FIT_ARGS = --epochs $(EPOCHS) --seed $(SEED) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) \
+# Teachers in the detector's verifier (the second stage, when compressing): the teacher and VERIFIER_TEACHERS - 1
+# more trainings of it with seeds SEED+1, SEED+2, ..., joined into one model that outputs their mean logit
+# (python -m train.ensemble; docs/quality.md, "A verifier of two teachers"). 1: the teacher alone. Each one more
+# costs a teacher's training (about 3.5 min on 2 CPU cores) and 166 KB in the bundle.
+VERIFIER_TEACHERS ?= 2
+ifeq ($(shell [ "$(VERIFIER_TEACHERS)" -ge 1 ] 2>/dev/null && echo ok),)
+$(error VERIFIER_TEACHERS must be a whole number >= 1, got '$(VERIFIER_TEACHERS)')
+endif
+FIT_ARGS = --epochs $(EPOCHS) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) \
 	--false-accept-weight $(FA_WEIGHT) $(if $(FRONT_END),--front-end $(FRONT_END)) $(if $(VTLP),--vtlp $(VTLP)) \
 	$(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
 OUT ?= artifacts
@@ -76,6 +84,8 @@ DEVICE_RESULTS ?=
 DEVICE_ARGS := $(foreach f,$(DEVICE_RESULTS),--device-results "$(f)")
 
 COMPRESSED := $(filter 1,$(COMPRESS))
+# Seeds of the teacher's extra trainings for the verifier (none without compression or with VERIFIER_TEACHERS=1).
+EXTRA_TEACHER_SEEDS := $(if $(and $(COMPRESSED),$(TEACHER)),$(shell seq $$(( $(SEED) + 1 )) $$(( $(SEED) + $(VERIFIER_TEACHERS) - 1 ))))
 DEPLOY_CHECKPOINT := $(if $(COMPRESSED),$(OUT)/compression/student.pt,$(OUT)/train/$(MODEL)/best.pt)
 
 DATA_ARGS := --source $(DATA) --keyword "$(KEYWORD)" --size $(SIZE) --seed $(SEED) --cache-root $(CACHE) \
@@ -118,6 +128,7 @@ help:
 	@echo "  STUDENT_VTLP=$(STUDENT_VTLP)   the same for the student's views (empty: off)"
 	@echo "  FRONT_END=$(FRONT_END)   features: pcen-v2 (per-channel energy normalization), log-mel-v1 or pcen-v1; empty: pcen-v2"
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
+	@echo "  VERIFIER_TEACHERS=$(VERIFIER_TEACHERS)   teachers (seeds SEED, SEED+1, ...) whose mean logit verifies detections (1: the teacher alone)"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
 	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio) | auto"
 	@echo "  SELECT_FA=$(SELECT_FA)   with SELECT_ON=streams: false accepts per hour whose FRRs are averaged"
@@ -170,9 +181,14 @@ data: $(TRAIN_VENV)/.installed
 train: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/data_path.txt || { echo "error: no data set yet; run 'make data' first" >&2; exit 1; }
 	$(if $(TEACHER),$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) \
-		$(FIT_ARGS) --out $(OUT)/train/$(TEACHER))
+		$(FIT_ARGS) --seed $(SEED) --out $(OUT)/train/$(TEACHER))
+	$(if $(EXTRA_TEACHER_SEEDS),$(foreach s,$(EXTRA_TEACHER_SEEDS),$(TRAIN_ENV) $(TPY) -m train.fit \
+		--data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) $(FIT_ARGS) --seed $(s) --out $(OUT)/train/$(TEACHER)-seed$(s) &&) true)
+	$(if $(EXTRA_TEACHER_SEEDS),$(TRAIN_ENV) $(TPY) -m train.ensemble --data "$$(cat $(OUT)/data_path.txt)" \
+		--members $(OUT)/train/$(TEACHER)/best.pt $(foreach s,$(EXTRA_TEACHER_SEEDS),$(OUT)/train/$(TEACHER)-seed$(s)/best.pt) \
+		--out $(OUT)/train/verifier)
 	$(if $(or $(COMPRESSED),$(filter $(TEACHER),$(MODEL))),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \
-		--model $(MODEL) $(FIT_ARGS) --out $(OUT)/train/$(MODEL))
+		--model $(MODEL) $(FIT_ARGS) --seed $(SEED) --out $(OUT)/train/$(MODEL))
 
 # The teacher -> the deployed student: distillation, pruning, folding (~5 min on 2 CPU cores, ablation included).
 compress: $(TRAIN_VENV)/.installed
@@ -183,8 +199,9 @@ compress: $(TRAIN_VENV)/.installed
 		--select-on $(SELECT_ON) --select-fa-per-hour $(SELECT_FA) --cache-root $(CACHE) --out $(OUT)/compression \
 		--student '$(STUDENT)' --methods $(METHODS)
 
-# VERIFIER: the second stage (python -m convert --verifier): the teacher by default when compressing; VERIFIER= for none.
-VERIFIER ?= $(if $(COMPRESSED),$(OUT)/train/$(TEACHER)/best.pt)
+# VERIFIER: the second stage (python -m convert --verifier) when compressing: by default the ensemble of
+# VERIFIER_TEACHERS teachers (the teacher alone when that is 1); VERIFIER= for none.
+VERIFIER ?= $(if $(COMPRESSED),$(if $(EXTRA_TEACHER_SEEDS),$(OUT)/train/verifier/best.pt,$(OUT)/train/$(TEACHER)/best.pt))
 convert: $(TRAIN_VENV)/.installed
 	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge $(if $(VERIFIER),--verifier $(VERIFIER))
 

@@ -70,6 +70,9 @@ def build_manifest(
             "bytes": files.int8_tflite.stat().st_size,
             "precision": deployed.precision,
             "architecture": info.architecture,
+            # An ensemble (train.ensemble) names its members' architectures, in order.
+            **({"members": [member["architecture"] for member in info.model_config["members"]]}
+               if "members" in info.model_config else {}),  # fmt: skip
             "input": deployed.input.to_dict(),
             "output": deployed.output.to_dict() | {"meaning": OUTPUT_LOGITS},
         },

@@ -50,7 +50,13 @@ class VerifierEntry:
 
     @property
     def architecture(self) -> str:
-        return str(self.bundle.manifest["model"]["architecture"])
+        """"crnn", or for an ensemble (train.ensemble) what it joins: "2 crnn (mean logit)"."""
+        model = self.bundle.manifest["model"]
+        members = model.get("members")
+        if members:
+            kinds = sorted(set(members))
+            return f"{len(members)} {' + '.join(kinds)} (mean logit)"
+        return str(model["architecture"])
 
 
 def verifier_entry(

@@ -57,13 +57,14 @@ def make_tiny_clipset(folder: Path, seed: int = 0) -> Path:
 
 
 def make_tiny_checkpoint(
-    path: Path, architecture: str, clipset: Path, steps: int = 40, spec: FeatureSpec = SPEC
+    path: Path, architecture: str, clipset: Path, steps: int = 40, spec: FeatureSpec = SPEC, seed: int = 0
 ) -> Path:
-    """A tiny model trained a few full-batch steps on centred training windows, so its scores mean something."""
+    """A tiny model trained a few full-batch steps on centred training windows, so its scores mean something;
+    `seed` draws its initial weights."""
     from convert.windows import WindowMaker
     from train.data.clipset import ClipSet
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(architecture, SPEC.n_mels, len(LABELS), **TINY_CONFIGS[architecture])
     train = WindowMaker(ClipSet.load(clipset), spec).split("train")
     features, labels = torch.from_numpy(train.features), torch.from_numpy(train.labels)

@@ -6,8 +6,10 @@ import torch
 
 from train.models.crnn import CRNN
 from train.models.dscnn import CausalDSCNN
+from train.models.ensemble import LogitMean
 
-ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"crnn": CRNN, "dscnn": CausalDSCNN}
+# "ensemble": the mean logit of trained members (python -m train.ensemble), built from {"members": [...]}.
+ARCHITECTURES: dict[str, type[torch.nn.Module]] = {"crnn": CRNN, "dscnn": CausalDSCNN, "ensemble": LogitMean}
 
 
 def build_model(name: str, n_mels: int, num_classes: int, **config) -> torch.nn.Module:
