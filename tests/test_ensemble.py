@@ -56,13 +56,20 @@ def test_the_ensemble_outputs_the_mean_of_its_members_logits_and_keeps_their_con
     assert info.metrics["test"]["roc_auc"] > 0.9  # the chirps are easy; a broken join would not rank them
 
 
-def test_the_ensemble_converts_as_the_verifier_and_its_int8_model_agrees_with_torch(members):
+@pytest.fixture(scope="module")
+def bundle(members) -> dict:
+    """A tiny dscnn converted with the ensemble as its verifier (two real onnx2tf conversions)."""
     student = make_tiny_checkpoint(members["root"] / "dscnn.pt", "dscnn", members["clips"])
     out = members["root"] / "edge"
     manifest = run_conversion(
         ConversionOptions(checkpoint=student, out=out, calibration_windows=40, verifier=members["ensemble"]),
         say=print,
     )
+    return {"out": out, "manifest": manifest}
+
+
+def test_the_ensemble_converts_as_the_verifier_and_its_int8_model_agrees_with_torch(members, bundle):
+    out, manifest = bundle["out"], bundle["manifest"]
     verifier_manifest = json.loads((out / VERIFIER_FOLDER / "manifest.json").read_text())
     assert verifier_manifest["model"]["architecture"] == "ensemble"
     assert verifier_manifest["model"]["members"] == ["crnn", "crnn"]
@@ -100,3 +107,16 @@ def test_members_that_do_not_share_a_contract_are_refused_with_one_line(members,
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_the_run_summary_lists_the_joined_verifier_beside_the_trained_models(members, bundle, tmp_path, capsys):
+    from train.summary import main as summary_main
+
+    (tmp_path / "data_path.txt").write_text(f"{members['clips']}\n")
+    (tmp_path / "edge").symlink_to(bundle["out"], target_is_directory=True)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "verifier").symlink_to(members["ensemble"].parent, target_is_directory=True)
+    assert summary_main(["--artifacts", str(tmp_path), "--edge-python", sys.executable]) == 0
+    printed = capsys.readouterr().out
+    assert "joined   2 checkpoints" in printed and "into their mean logit" in printed
+    assert "edge runtime scores on held-out keyword samples" in printed

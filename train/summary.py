@@ -101,10 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data     {data_dir}  ({clips.meta.get('source', '?')}, keyword '{manifest['keyword']}', clips {counts})")
     for metrics_file in sorted((args.artifacts / "train").glob("*/metrics.json")):
         m = json.loads(metrics_file.read_text())
-        print(
-            f"trained  {m['architecture']:<6} {m['parameters']:>7,} params, best epoch {m['best_epoch']}, "
-            f"{m['train_seconds']:.0f} s on {m['device']}  ->  {metrics_file.parent / 'best.pt'}"
-        )
+        if "members" in m:  # python -m train.ensemble: joined, not trained
+            print(f"joined   {len(m['members'])} checkpoints ({m['parameters']:,} params) into their mean logit  ->  "
+                  f"{metrics_file.parent / 'best.pt'}")  # fmt: skip
+        else:
+            print(
+                f"trained  {m['architecture']:<6} {m['parameters']:>7,} params, best epoch {m['best_epoch']}, "
+                f"{m['train_seconds']:.0f} s on {m['device']}  ->  {metrics_file.parent / 'best.pt'}"
+            )
         print(metric_row("test (torch fp32)", m["test"]))
     model = manifest["model"]
     print(f"deployed {bundle / model['file']}  ({model['bytes'] / 1024:.1f} KiB, {model['precision']}, "
