@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge_runtime.cli_parser import OneLineErrorParser
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from train.data.augment import Augmenter
 from train.data.clipset import ClipSet
 from train.features_torch import TorchMelFrontEnd
-from train.fit import centered_windows, keyword_scores
-from train.metrics import accuracy_threshold, detection_metrics
+from train.fit import val_test_metrics
 from train.models import count_parameters
 from train.models.ensemble import LogitMean
 
@@ -73,23 +73,16 @@ def join(paths: list[Path]) -> tuple[LogitMean, CheckpointInfo]:
 
 
 def score(model: torch.nn.Module, info: CheckpointInfo, clips: ClipSet) -> dict:
-    """Val and test detection metrics at the threshold with the fewest val errors (what `train.fit` reports); sets
-    `info.threshold`."""
-    front_end = TorchMelFrontEnd(info.feature_spec)
-    centre = Augmenter(info.feature_spec, [], np.random.default_rng(0))
-    splits = {}
-    for split in ("val", "test"):
-        windows, labels = centered_windows(clips, centre, split)
-        if windows is None:
-            raise ValueError(f"the {split} split of the data set is empty; the data set needs train, val and test")
-        scores = keyword_scores(model, front_end, windows, info.keyword_index, torch.device("cpu"))
-        splits[split] = (scores, labels == info.keyword_index)
-    info.threshold = accuracy_threshold(*splits["val"])
-    return {split: detection_metrics(scores, labels, info.threshold) for split, (scores, labels) in splits.items()}
+    """Val and test detection metrics at the threshold `train.fit` would choose; sets `info.threshold`."""
+    centre = Augmenter(info.feature_spec, [], np.random.default_rng(0))  # only its deterministic centred windows
+    info.threshold, metrics = val_test_metrics(
+        model, TorchMelFrontEnd(info.feature_spec), clips, centre, info.keyword_index, torch.device("cpu")
+    )
+    return metrics
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m train.ensemble",
         description="Join trained checkpoints into one model that outputs the mean of their logits (the "
         "detector's verifier); its threshold is chosen on the val windows, as train.fit chooses one.",

@@ -113,6 +113,19 @@ def keyword_scores(model, front_end, windows: np.ndarray, keyword_index: int, de
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
+def val_test_metrics(model, front_end, clips: ClipSet, augmenter: Augmenter, keyword_index: int, device):
+    """The threshold with the fewest errors on the centred val windows, and the val and test detection metrics at
+    it: (threshold, {"val": ..., "test": ...}). What every trained or joined model reports."""
+    scored = {}
+    for split in ("val", "test"):
+        windows, labels = centered_windows(clips, augmenter, split)
+        if windows is None:
+            raise ValueError(f"the {split} split is empty; the data set needs train, val and test clips")
+        scored[split] = (keyword_scores(model, front_end, windows, keyword_index, device), labels == keyword_index)
+    threshold = accuracy_threshold(*scored["val"])
+    return threshold, {split: detection_metrics(scores, hits, threshold) for split, (scores, hits) in scored.items()}
+
+
 def train_one_epoch(
     model, front_end, optimizer, scheduler, scaler, batches, device, use_amp, progress, masks=None,
     false_accept_weight: float = 1.0,
@@ -259,20 +272,14 @@ def _fit(config: FitConfig, clips: ClipSet, spec, rng, augmenter: Augmenter, bat
         return {"stopped_after_epoch": last_epoch}
 
     model, info = load_checkpoint(best_path, device=str(device))
-    val_scores = keyword_scores(model, front_end, val_windows, keyword_index, device)
-    info.threshold = accuracy_threshold(val_scores, val_labels == keyword_index)
-    test_windows, test_labels = centered_windows(clips, augmenter, "test")
-    if test_windows is None:
-        raise ValueError("the test split is empty; the data set needs train, val and test clips")
-    test_scores = keyword_scores(model, front_end, test_windows, keyword_index, device)
+    info.threshold, scored = val_test_metrics(model, front_end, clips, augmenter, keyword_index, device)
     metrics = {
         "architecture": config.model,
         "parameters": count_parameters(model),
         "device": device.type,
         "best_epoch": info.epoch,
         "train_seconds": round(time.monotonic() - started, 1),
-        "val": detection_metrics(val_scores, val_labels == keyword_index, info.threshold),
-        "test": detection_metrics(test_scores, test_labels == keyword_index, info.threshold),
+        **scored,
         "history": history,
     }
     info.metrics = {"val": metrics["val"], "test": metrics["test"]}
