@@ -1,0 +1,67 @@
+"""The Makefile's plan for training and conversion (`make -n`): which teachers train on which data, and which
+checkpoint the bundle is verified by, for the verifier options."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+
+
+def plan(*settings: str, out: str = "/tmp/kws-plan") -> str:
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "data", "train", "convert", f"OUT={out}", *settings],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    return result.stdout + result.stderr
+
+
+def trainings(text: str) -> list[tuple[str, str, str]]:
+    """(data path file, seed, out folder) of every `train.fit` the plan runs."""
+    found = re.findall(r"train\.fit --data \"\$\(cat ([^)]+)\)\".*?--seed (\d+).*?--out (\S+)", text)
+    return [(Path(data).name, seed, Path(out).name) for data, seed, out in found]
+
+
+def test_default_verifier_teachers_train_on_their_own_twice_as_large_data() -> None:
+    text = plan()
+    assert "--size 1 " in text and "--size 2 " in text  # the student's clip set, then the verifier's
+    assert trainings(text) == [
+        ("data_path.txt", "0", "crnn"),  # the teacher the student is compressed from (issue 5's baseline)
+        ("verifier_data_path.txt", "0", "verifier-crnn-seed0"),
+        ("verifier_data_path.txt", "1", "verifier-crnn-seed1"),
+    ]
+    assert re.search(r"train\.ensemble --data \"\$\(cat /tmp/kws-plan/verifier_data_path.txt\)\"", text)
+    assert re.search(r"--verifier +/tmp/kws-plan/train/verifier/best\.pt", text)
+
+
+def test_verifier_size_equal_to_size_shares_the_student_data() -> None:
+    text = plan("VERIFIER_SIZE=1")
+    assert "--size 2" not in text and "verifier_data_path" not in text
+    assert trainings(text) == [("data_path.txt", "0", "crnn"), ("data_path.txt", "1", "crnn-seed1")]
+    assert re.search(r"--verifier +/tmp/kws-plan/train/verifier/best\.pt", text)
+
+
+def test_one_verifier_teacher_on_its_own_data_is_the_verifier() -> None:
+    text = plan("VERIFIER_TEACHERS=1")
+    assert trainings(text)[1:] == [("verifier_data_path.txt", "0", "verifier-crnn-seed0")]
+    assert "train.ensemble" not in text
+    assert re.search(r"--verifier +/tmp/kws-plan/train/verifier-crnn-seed0/best\.pt", text)
+
+
+def test_other_data_sources_keep_one_clip_set() -> None:
+    text = plan("DATA=folder", "DATA_DIR=/tmp/nowhere")
+    assert "verifier_data_path" not in text
+    assert [out for _, _, out in trainings(text)] == ["crnn", "crnn-seed1"]
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_verifier_size_is_one_error_line(value: str) -> None:
+    text = plan(f"VERIFIER_SIZE={value}")
+    assert f"VERIFIER_SIZE must be a whole number >= 1, got '{value}'" in text
+    assert "train.fit" not in text
