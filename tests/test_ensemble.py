@@ -120,3 +120,23 @@ def test_the_run_summary_lists_the_joined_verifier_beside_the_trained_models(mem
     printed = capsys.readouterr().out
     assert "joined   2 checkpoints" in printed and "into their mean logit" in printed
     assert "edge runtime scores on held-out keyword samples" in printed
+    written = json.loads((members["ensemble"].parent / "metrics.json").read_text())["data"]
+    assert written["cache_key"] == ClipSet.load(members["clips"]).meta["cache_key"]
+    assert "its own; test split from there" not in printed  # the run's own data set: nothing to point out
+
+
+def test_the_run_summary_names_the_data_set_of_a_model_trained_on_another(members, bundle, tmp_path, capsys):
+    from train.summary import main as summary_main
+
+    (tmp_path / "data_path.txt").write_text(f"{members['clips']}\n")
+    (tmp_path / "edge").symlink_to(bundle["out"], target_is_directory=True)
+    verifier = tmp_path / "train" / "verifier"
+    verifier.mkdir(parents=True)
+    metrics = json.loads((members["ensemble"].parent / "metrics.json").read_text())
+    metrics["data"] = {"clipset": "/data/synthetic-sheila-twice", "cache_key": "another"}
+    (verifier / "metrics.json").write_text(json.dumps(metrics))
+    assert summary_main(["--artifacts", str(tmp_path), "--edge-python", sys.executable]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    note = "/data/synthetic-sheila-twice (its own; test split from there)"
+    named = [i for i, line in enumerate(lines) if note in line]
+    assert len(named) == 1 and "test (torch fp32)" in lines[named[0] + 1]

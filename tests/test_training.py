@@ -38,6 +38,9 @@ def test_training_learns_the_tiny_task_and_writes_metrics(trained):
     written = json.loads((config.out / "metrics.json").read_text())
     assert written["test"] == metrics["test"]
     assert [row["epoch"] for row in written["history"]] == [1, 2, 3, 4]
+    # Which clip set the test split is from: the summary names it when it is not the run's (the verifier's teachers).
+    assert written["data"]["cache_key"] == ClipSet.load(config.data).meta["cache_key"]
+    assert Path(written["data"]["clipset"]).resolve() == Path(config.data).resolve()
     # Chirp vs noise is easy: a model that trained at all separates it.
     assert metrics["test"]["roc_auc"] > 0.95 and metrics["test"]["accuracy"] > 0.9
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]

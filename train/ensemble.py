@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out / "best.pt", model, info)
     summary = {"architecture": ARCHITECTURE, "members": info.data["members"], "parameters": count_parameters(model),
+               "data": {"clipset": str(Path(args.data).resolve()), "cache_key": clips.meta.get("cache_key", "")},
                **metrics}  # fmt: skip
     (args.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     test = metrics["test"]

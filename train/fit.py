@@ -279,6 +279,7 @@ def _fit(config: FitConfig, clips: ClipSet, spec, rng, augmenter: Augmenter, bat
         "device": device.type,
         "best_epoch": info.epoch,
         "train_seconds": round(time.monotonic() - started, 1),
+        "data": dict(info.data),  # which clip set the test split is from (the verifier's teachers have their own)
         **scored,
         "history": history,
     }

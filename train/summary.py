@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"trained  {m['architecture']:<6} {m['parameters']:>7,} params, best epoch {m['best_epoch']}, "
                 f"{m['train_seconds']:.0f} s on {m['device']}  ->  {metrics_file.parent / 'best.pt'}"
             )
+        own = m.get("data", {})
+        if own.get("cache_key") and own["cache_key"] != clips.meta.get("cache_key"):  # e.g. the verifier's teachers
+            print(f"  data               {own.get('clipset', own['cache_key'])} (its own; test split from there)")
         print(metric_row("test (torch fp32)", m["test"]))
     model = manifest["model"]
     print(f"deployed {bundle / model['file']}  ({model['bytes'] / 1024:.1f} KiB, {model['precision']}, "
