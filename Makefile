@@ -54,10 +54,10 @@ SELECT_FA ?= 1,2,3,5,10
 # superseded pcen-v1; empty: train.fit's default (edge_runtime.features.MODEL_FRONT_END, pcen-v2). The student
 # reads its teacher's; the manifest carries it to the device.
 FRONT_END ?=
-# Teachers in the detector's verifier (the second stage, when compressing): the teacher and VERIFIER_TEACHERS - 1
-# more trainings of it with seeds SEED+1, SEED+2, ..., joined into one model that outputs their mean logit
-# (python -m train.ensemble; docs/quality.md, "A verifier of two teachers"). 1: the teacher alone. Each one more
-# costs a teacher's training (about 3.5 min on 2 CPU cores) and 166 KB in the bundle.
+# Teachers in the detector's verifier (the second stage, when compressing), trained with seeds SEED, SEED+1, ...
+# and joined into one model that outputs their mean logit (python -m train.ensemble; docs/quality.md, "A verifier
+# of two teachers"); 1: one teacher. Each one more costs a teacher's training (about 3.5 min on 2 CPU cores on the
+# default data, 7 on twice the data) and 166 KB in the bundle.
 VERIFIER_TEACHERS ?= 2
 ifeq ($(shell [ "$(VERIFIER_TEACHERS)" -ge 1 ] 2>/dev/null && echo ok),)
 $(error VERIFIER_TEACHERS must be a whole number >= 1, got '$(VERIFIER_TEACHERS)')
@@ -98,10 +98,15 @@ COMPRESSED := $(filter 1,$(COMPRESS))
 # VERIFIER_SIZE when the verifier's teachers get a clip set of their own (compressing synthetic data of another
 # size); empty when they share the student's.
 OWN_VERIFIER_DATA := $(if $(and $(COMPRESSED),$(TEACHER),$(filter synthetic,$(DATA))),$(filter-out $(SIZE),$(VERIFIER_SIZE)))
-# With their own data: the seeds of the verifier's teachers, all of them trained for it.
-VERIFIER_SEEDS := $(if $(OWN_VERIFIER_DATA),$(shell seq $(SEED) $$(( $(SEED) + $(VERIFIER_TEACHERS) - 1 ))))
-# With shared data: the seeds of the teacher's extra trainings for the verifier (none with VERIFIER_TEACHERS=1).
-EXTRA_TEACHER_SEEDS := $(if $(and $(COMPRESSED),$(TEACHER)),$(if $(OWN_VERIFIER_DATA),,$(shell seq $$(( $(SEED) + 1 )) $$(( $(SEED) + $(VERIFIER_TEACHERS) - 1 )))))
+VERIFIER_DATA_FILE := $(OUT)/$(if $(OWN_VERIFIER_DATA),verifier_data_path.txt,data_path.txt)
+# The trainings `make train` adds for the verifier, in $(OUT)/train/$(VERIFIER_RUN)-seed<seed>: on their own data
+# every teacher of it; on shared data the teacher itself is the first, so only seeds SEED+1, ... (none for 1).
+VERIFIER_RUN := $(if $(OWN_VERIFIER_DATA),verifier-$(TEACHER),$(TEACHER))
+VERIFIER_SEEDS := $(if $(and $(COMPRESSED),$(TEACHER)),$(shell seq $(if $(OWN_VERIFIER_DATA),$(SEED),$$(( $(SEED) + 1 ))) $$(( $(SEED) + $(VERIFIER_TEACHERS) - 1 ))))
+VERIFIER_MEMBERS := $(if $(and $(COMPRESSED),$(TEACHER)),$(if $(OWN_VERIFIER_DATA),,$(OUT)/train/$(TEACHER)/best.pt) \
+	$(foreach s,$(VERIFIER_SEEDS),$(OUT)/train/$(VERIFIER_RUN)-seed$(s)/best.pt))
+# More than one member: they are joined into $(OUT)/train/verifier.
+JOINED_VERIFIER := $(filter-out 0 1,$(words $(VERIFIER_MEMBERS)))
 DEPLOY_CHECKPOINT := $(if $(COMPRESSED),$(OUT)/compression/student.pt,$(OUT)/train/$(MODEL)/best.pt)
 
 DATA_ARGS := --source $(DATA) --keyword "$(KEYWORD)" --seed $(SEED) --cache-root $(CACHE) \
@@ -194,26 +199,20 @@ data: $(TRAIN_VENV)/.installed
 	$(TRAIN_ENV) $(TPY) -m train.build_data $(DATA_ARGS) --size $(SIZE) | tee $(OUT)/.build_data.log
 	@tail -n 1 $(OUT)/.build_data.log > $(OUT)/data_path.txt
 	$(if $(OWN_VERIFIER_DATA),$(TRAIN_ENV) $(TPY) -m train.build_data $(DATA_ARGS) --size $(VERIFIER_SIZE) \
-		| tee $(OUT)/.build_verifier_data.log && tail -n 1 $(OUT)/.build_verifier_data.log > $(OUT)/verifier_data_path.txt)
+		| tee $(OUT)/.build_verifier_data.log && tail -n 1 $(OUT)/.build_verifier_data.log > $(VERIFIER_DATA_FILE))
 
 # --resume: an interrupted run continues from its last finished epoch; a finished one is not trained again.
 train: $(TRAIN_VENV)/.installed
 	@test -s $(OUT)/data_path.txt || { echo "error: no data set yet; run 'make data' first" >&2; exit 1; }
 	$(if $(TEACHER),$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) \
 		$(FIT_ARGS) --seed $(SEED) --out $(OUT)/train/$(TEACHER))
-	$(if $(EXTRA_TEACHER_SEEDS),$(foreach s,$(EXTRA_TEACHER_SEEDS),$(TRAIN_ENV) $(TPY) -m train.fit \
-		--data "$$(cat $(OUT)/data_path.txt)" --model $(TEACHER) $(FIT_ARGS) --seed $(s) --out $(OUT)/train/$(TEACHER)-seed$(s) &&) true)
-	$(if $(EXTRA_TEACHER_SEEDS),$(TRAIN_ENV) $(TPY) -m train.ensemble --data "$$(cat $(OUT)/data_path.txt)" \
-		--members $(OUT)/train/$(TEACHER)/best.pt $(foreach s,$(EXTRA_TEACHER_SEEDS),$(OUT)/train/$(TEACHER)-seed$(s)/best.pt) \
-		--out $(OUT)/train/verifier)
-	$(if $(OWN_VERIFIER_DATA),@test -s $(OUT)/verifier_data_path.txt || { echo "error: no data set for the verifier yet" \
+	$(if $(OWN_VERIFIER_DATA),@test -s $(VERIFIER_DATA_FILE) || { echo "error: no data set for the verifier yet" \
 		"(VERIFIER_SIZE=$(VERIFIER_SIZE)); run 'make data' first" >&2; exit 1; })
 	$(if $(VERIFIER_SEEDS),$(foreach s,$(VERIFIER_SEEDS),$(TRAIN_ENV) $(TPY) -m train.fit \
-		--data "$$(cat $(OUT)/verifier_data_path.txt)" --model $(TEACHER) $(FIT_ARGS) --seed $(s) \
-		--out $(OUT)/train/verifier-$(TEACHER)-seed$(s) &&) true)
-	$(if $(filter-out 0 1,$(words $(VERIFIER_SEEDS))),$(TRAIN_ENV) $(TPY) -m train.ensemble \
-		--data "$$(cat $(OUT)/verifier_data_path.txt)" \
-		--members $(foreach s,$(VERIFIER_SEEDS),$(OUT)/train/verifier-$(TEACHER)-seed$(s)/best.pt) --out $(OUT)/train/verifier)
+		--data "$$(cat $(VERIFIER_DATA_FILE))" --model $(TEACHER) $(FIT_ARGS) --seed $(s) \
+		--out $(OUT)/train/$(VERIFIER_RUN)-seed$(s) &&) true)
+	$(if $(JOINED_VERIFIER),$(TRAIN_ENV) $(TPY) -m train.ensemble --data "$$(cat $(VERIFIER_DATA_FILE))" \
+		--members $(VERIFIER_MEMBERS) --out $(OUT)/train/verifier)
 	$(if $(or $(COMPRESSED),$(filter $(TEACHER),$(MODEL))),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \
 		--model $(MODEL) $(FIT_ARGS) --seed $(SEED) --out $(OUT)/train/$(MODEL))
 
@@ -226,11 +225,9 @@ compress: $(TRAIN_VENV)/.installed
 		--select-on $(SELECT_ON) --select-fa-per-hour $(SELECT_FA) --cache-root $(CACHE) --out $(OUT)/compression \
 		--student '$(STUDENT)' --methods $(METHODS)
 
-# VERIFIER: the second stage (python -m convert --verifier) when compressing: by default the ensemble of
-# VERIFIER_TEACHERS teachers (the teacher alone when that is 1); VERIFIER= for none.
-VERIFIER ?= $(if $(COMPRESSED),$(if $(or $(EXTRA_TEACHER_SEEDS),$(filter-out 0 1,$(words $(VERIFIER_SEEDS)))),\
-	$(OUT)/train/verifier/best.pt,$(if $(VERIFIER_SEEDS),$(OUT)/train/verifier-$(TEACHER)-seed$(SEED)/best.pt,\
-	$(OUT)/train/$(TEACHER)/best.pt)))
+# VERIFIER: the second stage (python -m convert --verifier) when compressing: by default the ensemble of the
+# VERIFIER_TEACHERS teachers (the one teacher when that is 1); VERIFIER= for none.
+VERIFIER ?= $(if $(COMPRESSED),$(if $(JOINED_VERIFIER),$(OUT)/train/verifier/best.pt,$(firstword $(VERIFIER_MEMBERS))))
 convert: $(TRAIN_VENV)/.installed
 	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge $(if $(VERIFIER),--verifier $(VERIFIER))
 

@@ -54,6 +54,13 @@ def test_one_verifier_teacher_on_its_own_data_is_the_verifier() -> None:
     assert re.search(r"--verifier +/tmp/kws-plan/train/verifier-crnn-seed0/best\.pt", text)
 
 
+def test_one_teacher_on_the_student_data_is_the_compression_teacher_itself() -> None:
+    text = plan("VERIFIER_TEACHERS=1", "VERIFIER_SIZE=1")
+    assert trainings(text) == [("data_path.txt", "0", "crnn")]
+    assert "train.ensemble" not in text
+    assert re.search(r"--verifier +/tmp/kws-plan/train/crnn/best\.pt", text)
+
+
 def test_other_data_sources_keep_one_clip_set() -> None:
     text = plan("DATA=folder", "DATA_DIR=/tmp/nowhere")
     assert "verifier_data_path" not in text

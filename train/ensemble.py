@@ -6,7 +6,7 @@ thresholded on the val windows as `train.fit` scores a model, written as an ordi
 
 The members must read the same features and spot the same keyword with the same labels on the same data (the
 same left-out voices too): what a checkpoint's contract says. `make train` builds the detector's verifier this way
-from the teacher and VERIFIER_TEACHERS - 1 more trainings of it with other seeds.
+from VERIFIER_TEACHERS trainings of the teacher with other seeds (on a clip set of their own, VERIFIER_SIZE).
 """
 
 from __future__ import annotations
