@@ -56,9 +56,9 @@ SELECT_FA ?= 1,2,3,5,10
 FRONT_END ?=
 # Teachers in the detector's verifier (the second stage, when compressing), trained with seeds SEED, SEED+1, ...
 # and joined into one model that outputs their mean logit (python -m train.ensemble; docs/quality.md, "A verifier
-# of two teachers"); 1: one teacher. Each one more costs a teacher's training (about 3.5 min on 2 CPU cores on the
-# default data, 7 on twice the data) and 166 KB in the bundle.
-VERIFIER_TEACHERS ?= 2
+# of two teachers" and "A third teacher"); 1: one teacher. Each one more costs a teacher's training (about 3.5 min
+# on 2 CPU cores on the default data, 5-7 on twice the data) and 166 KB in the bundle.
+VERIFIER_TEACHERS ?= 3
 ifeq ($(shell [ "$(VERIFIER_TEACHERS)" -ge 1 ] 2>/dev/null && echo ok),)
 $(error VERIFIER_TEACHERS must be a whole number >= 1, got '$(VERIFIER_TEACHERS)')
 endif

@@ -35,15 +35,21 @@ def test_default_verifier_teachers_train_on_their_own_twice_as_large_data() -> N
         ("data_path.txt", "0", "crnn"),  # the teacher the student is compressed from (issue 5's baseline)
         ("verifier_data_path.txt", "0", "verifier-crnn-seed0"),
         ("verifier_data_path.txt", "1", "verifier-crnn-seed1"),
+        ("verifier_data_path.txt", "2", "verifier-crnn-seed2"),
     ]
     assert re.search(r"train\.ensemble --data \"\$\(cat /tmp/kws-plan/verifier_data_path.txt\)\"", text)
+    assert re.search(r"--members( +/tmp/kws-plan/train/verifier-crnn-seed[012]/best\.pt){3} ", text)
     assert re.search(r"--verifier +/tmp/kws-plan/train/verifier/best\.pt", text)
 
 
 def test_verifier_size_equal_to_size_shares_the_student_data() -> None:
     text = plan("VERIFIER_SIZE=1")
     assert "--size 2" not in text and "verifier_data_path" not in text
-    assert trainings(text) == [("data_path.txt", "0", "crnn"), ("data_path.txt", "1", "crnn-seed1")]
+    assert trainings(text) == [
+        ("data_path.txt", "0", "crnn"), ("data_path.txt", "1", "crnn-seed1"), ("data_path.txt", "2", "crnn-seed2"),
+    ]
+    members = r"--members +/tmp/kws-plan/train/crnn/best\.pt( +/tmp/kws-plan/train/crnn-seed[12]/best\.pt){2} "
+    assert re.search(members, text)
     assert re.search(r"--verifier +/tmp/kws-plan/train/verifier/best\.pt", text)
 
 
@@ -64,7 +70,7 @@ def test_one_teacher_on_the_student_data_is_the_compression_teacher_itself() -> 
 def test_other_data_sources_keep_one_clip_set() -> None:
     text = plan("DATA=folder", "DATA_DIR=/tmp/nowhere")
     assert "verifier_data_path" not in text
-    assert [out for _, _, out in trainings(text)] == ["crnn", "crnn-seed1"]
+    assert [out for _, _, out in trainings(text)] == ["crnn", "crnn-seed1", "crnn-seed2"]
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
