@@ -57,19 +57,19 @@ FRONT_END ?=
 # Teachers in the detector's verifier (the second stage, when compressing), trained with seeds SEED, SEED+1, ...
 # and joined into one model that outputs their mean logit (python -m train.ensemble; docs/quality.md, "A verifier
 # of two teachers" and "A third teacher"); 1: one teacher. Each one more costs a teacher's training (about 3.5 min
-# on 2 CPU cores on the default data, 5-7 on twice the data) and 166 KB in the bundle.
+# on 2 CPU cores on the default data, about 11 on the verifier's three times as much) and 166 KB in the bundle.
 VERIFIER_TEACHERS ?= 3
 ifeq ($(shell [ "$(VERIFIER_TEACHERS)" -ge 1 ] 2>/dev/null && echo ok),)
 $(error VERIFIER_TEACHERS must be a whole number >= 1, got '$(VERIFIER_TEACHERS)')
 endif
 # The synthetic data scale (build_data --size) the verifier's teachers train on. Where it differs from SIZE, they
 # train on a clip set of their own, with seeds SEED, SEED+1, ..., and the teacher the student is compressed from
-# keeps SIZE (issue 5's baseline is unchanged). 2, the default: twice the data; the detector's mean FRR at 0.5-5
-# FA/h went from 7.2% to 6.2% on the val streams and from 9.6% to 8.7% on the test streams (docs/quality.md, "A
-# verifier on twice the data"), for a second data set and about 10 min more training on 2 CPU cores. Equal to SIZE,
-# or DATA other than synthetic: the teachers share the student's data, the first of them being the compression
-# teacher.
-VERIFIER_SIZE ?= 2
+# keeps SIZE (issue 5's baseline is unchanged). 3, the default: three times the data; with three teachers the
+# detector's FRR at 0.5 FA/h went from 10.3% (twice the data) to 9.3% on the test streams and its mean at 0.5-5 FA/h
+# from 5.8% to 5.5% on the val streams (docs/quality.md, "Three teachers on three times the data"), for a 520 MB
+# clip set and about 4 min more training per teacher on 2 CPU cores. Equal to SIZE, or DATA other than synthetic:
+# the teachers share the student's data, the first of them being the compression teacher.
+VERIFIER_SIZE ?= 3
 ifeq ($(shell [ "$(VERIFIER_SIZE)" -ge 1 ] 2>/dev/null && echo ok),)
 $(error VERIFIER_SIZE must be a whole number >= 1, got '$(VERIFIER_SIZE)')
 endif
