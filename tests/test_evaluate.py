@@ -172,6 +172,37 @@ def test_threshold_for_a_target_is_the_lowest_that_stays_within_it():
     assert not threshold_for(make_curve([1.0, 0.0], hours=2.0), 0.1).resolvable
 
 
+def test_mean_frr_averages_the_operating_points_and_counts_an_unreached_rate_as_all_missed():
+    from train.evaluate.report import mean_frr
+
+    curve = make_curve([9.0, 3.0, 0.4, 0.6, 0.3, 0.1, 0.0])  # FRR 0, 1/12, ..., 1/2 along the thresholds
+    summary = mean_frr(curve, (0.5, 5.0))
+    assert summary["frr"] == {"0.5": pytest.approx(4 / 12), "5.0": pytest.approx(1 / 12)}
+    assert summary["mean"] == pytest.approx(2.5 / 12)
+    assert mean_frr(make_curve([5.0, 2.0, 1.0]), (0.5, 2.0))["frr"] == {"0.5": 1.0, "2.0": pytest.approx(0.25)}
+
+
+def test_the_val_split_reads_the_val_voices_and_clips_with_its_own_stream_seed(tmp_path):
+    """`--split val` scores the voices the clip set held out for val (never those of test) with another stream
+    seed, so choices made on it are not fitted to the test streams."""
+    from train.evaluate.cli import SPLIT_SEEDS, build_parser, held_out_variants
+
+    meta = {"held_out": {"val": {"espeak_variants": ["zac", "m2"]}, "test": {"espeak_variants": ["john"]}}}
+    clips = type("Clips", (), {"meta": meta, "folder": tmp_path})()
+    assert held_out_variants(clips, "val") == ("zac", "m2") and held_out_variants(clips) == ("john",)
+    with pytest.raises(ValueError, match="no held-out val voices"):
+        held_out_variants(type("Clips", (), {"meta": {"held_out": {}}, "folder": tmp_path})(), "val")
+    assert SPLIT_SEEDS["val"] != SPLIT_SEEDS["test"] == StreamConfig(keyword="x", held_out_variants=("x",)).seed
+    args = build_parser().parse_args(["--split", "val"])
+    assert args.split == "val" and args.seed is None
+    result = subprocess.run(
+        [sys.executable, "-m", "train.evaluate", "--split", "train"], cwd=REPO, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--split: invalid choice: 'train' (choose from 'test', 'val')" in result.stderr
+
+
 def test_window_detector_skips_low_windows_without_changing_detections():
     rng = np.random.default_rng(0)
     detector = WindowDetector.__new__(WindowDetector)
@@ -363,7 +394,7 @@ def test_reference_curve_and_breakdown_by_voice_and_noise_on_real_streams(tmp_pa
         scene = {"snr_db": 20.0, "noise": noise}
         streams.append(Stream(index, kind, "tiny", voice, audio.size / SPEC.sample_rate, spans, scene, f"{index}.npy"))
     clips = ClipSet.load(shared_dscnn_bundle().parent / "clips")
-    args = Namespace(quiet=True, target_fa_per_hour=1000.0, phases=1)
+    args = Namespace(quiet=True, target_fa_per_hour=1000.0, phases=1, split="test")
     name, curve, entry = run_reference(reference, tmp_path, streams, clips, args, hit_after=1.0)
     assert name.startswith("reference: dscnn") and entry["rtf"] is None
     assert curve.positives == 8 and entry["clip_roc_auc"] > 0.9  # the tiny model separates chirps from noise

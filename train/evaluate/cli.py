@@ -25,14 +25,25 @@ from train.data.clipset import ClipSet
 from train.evaluate import peer as peer_module
 from train.evaluate.calibrate import write_threshold
 from train.evaluate.detectors import DEFAULT_DETECTOR, DETECTORS, CheckpointDetector, ScoreTrack, make_detector
-from train.evaluate.report import breakdown, delay_summary, false_accepts_by_group, operating_points, write_report
+from train.evaluate.report import (
+    breakdown,
+    delay_summary,
+    false_accepts_by_group,
+    mean_frr,
+    operating_points,
+    write_report,
+)
 from train.evaluate.scoring import Scored, candidate_thresholds, sweep, threshold_for
+from train.evaluate.selection import VAL_STREAM_SEED
 from train.evaluate.streams import Stream, StreamConfig, build_streams, load_streams, stream_audio
 from train.metrics import roc_auc
 
 EXIT_BAD_INPUT = 2
 DEFAULTS = StreamConfig(keyword="x", held_out_variants=("x",))
 PEER_CLIP_PAD_S = 0.5  # silence around each test clip for the peer, which needs some lead-in
+# Each split's voices come with their own stream seed: the val streams are another draw of texts and scenes, so
+# choices made on them (a threshold, a training change) are not fitted to the test streams' draws either.
+SPLIT_SEEDS = {"test": DEFAULTS.seed, "val": VAL_STREAM_SEED}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--negative-hours", type=float, default=DEFAULTS.negative_hours,
         help="hours of audio without the keyword; 0.1 FA/h needs >= 10, 0.5 FA/h >= 2 (default: %(default)s)",
     )  # fmt: skip
-    add("--seed", type=int, default=DEFAULTS.seed, help="evaluation seed, not a training one (default: %(default)s)")
+    add(
+        "--split", choices=sorted(SPLIT_SEEDS), default="test",
+        help="whose voices: the eSpeak variants the clip set held out for test (the reported figures) or for val "
+        "(for choosing training changes without looking at test; clip AUC on the val clips too) "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    add(
+        "--seed", type=int, default=None,
+        help="evaluation seed, not a training one (default: "
+        + ", ".join(f"{seed} for {split}" for split, seed in sorted(SPLIT_SEEDS.items())) + ")",
+    )  # fmt: skip
     add(
         "--target-fa-per-hour", type=float, default=None,
         help="choose the lowest threshold with at most this many false accepts per hour and write it into the "
@@ -94,11 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def held_out_variants(clips: ClipSet) -> tuple[str, ...]:
-    held_out = clips.meta.get("held_out", {}).get("test", {}).get("espeak_variants")
+def held_out_variants(clips: ClipSet, split: str = "test") -> tuple[str, ...]:
+    held_out = clips.meta.get("held_out", {}).get(split, {}).get("espeak_variants")
     if not held_out:
         raise ValueError(
-            f"clip set {clips.folder} lists no held-out test voices (meta.json held_out.test.espeak_variants); "
+            f"clip set {clips.folder} lists no held-out {split} voices (meta.json held_out.{split}.espeak_variants); "
             "evaluation needs a synthetic clip set"
         )
     return tuple(held_out)
@@ -186,9 +207,9 @@ def peer_subset(negatives: list[Stream], hours: float | None) -> list[Stream]:
     return [negatives[i] for i in np.unique(np.linspace(0, len(negatives) - 1, count).round().astype(int))]
 
 
-def clip_scores(clips: ClipSet, spec, score_one) -> tuple[np.ndarray, np.ndarray]:
+def clip_scores(clips: ClipSet, spec, score_one, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     augmenter = Augmenter(spec, [], np.random.default_rng(0))
-    indices = clips.indices("test")
+    indices = clips.indices(split)
     scores = np.array([score_one(augmenter.centered_window(clips.utterance(i))) for i in indices])
     return scores, clips.labels[indices] == 1
 
@@ -200,8 +221,8 @@ def run(args) -> int:
     references = [CheckpointDetector(checkpoint, detector) for checkpoint in args.reference]  # fail before scoring
     clips = clipset_of(args, manifest)
     config = StreamConfig(
-        keyword=keyword, held_out_variants=held_out_variants(clips), positives=args.positives,
-        negative_hours=args.negative_hours, seed=args.seed,
+        keyword=keyword, held_out_variants=held_out_variants(clips, args.split), positives=args.positives,
+        negative_hours=args.negative_hours, seed=SPLIT_SEEDS[args.split] if args.seed is None else args.seed,
         piper_negative_hours=min(DEFAULTS.piper_negative_hours, args.negative_hours * 0.25),
     )  # fmt: skip
     folder = build_streams(config, spec, args.cache_root, workers=args.workers, progress=progress)
@@ -215,7 +236,7 @@ def run(args) -> int:
 
     tracks, spent, verifier_ran = score_streams(detector, folder, streams, progress, phases=args.phases)
     curve, ours_pos, ours_neg = detector_curve(detector, scored, tracks, hit_after)
-    clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()))
+    clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()), args.split)
     audio_seconds = sum(s.seconds for s in streams)
     verifier = getattr(detector, "verifier", None)
     verified = f", verified by {verifier.architecture}" if verifier is not None else ""
@@ -224,6 +245,7 @@ def run(args) -> int:
     systems = {
         our_name: {
             "operating_points": operating_points(curve),
+            "mean_frr": mean_frr(curve),
             "negative_hours": curve.negative_hours,
             "clip_roc_auc": roc_auc(clip_our, clip_labels),
             "rtf": spent / (audio_seconds * args.phases),
@@ -246,6 +268,7 @@ def run(args) -> int:
         "model_sha256": manifest["model"]["sha256"],
         "detector": detector.name,
         "precision": detector.precision,
+        "split": args.split,
         "trained_without": list(manifest.get("source", {}).get("leave_out", [])),
         "hit_rule": f"a detection within [onset, offset + {hit_after:g} s] of a keyword occurrence",
         "phases": args.phases,
@@ -298,9 +321,10 @@ def run_reference(reference: CheckpointDetector, folder: Path, streams: list[Str
     )
     scored = phased(streams, args.phases)
     curve, positive, negative = detector_curve(reference, scored, tracks, hit_after)
-    clip, labels = clip_scores(clips, reference.spec, lambda w: float(reference.score(w).scores.max()))
+    clip, labels = clip_scores(clips, reference.spec, lambda w: float(reference.score(w).scores.max()), args.split)
     entry = {
         "operating_points": operating_points(curve),
+        "mean_frr": mean_frr(curve),
         "negative_hours": curve.negative_hours,
         "clip_roc_auc": roc_auc(clip, labels),
         "rtf": None,  # batched float32 torch on the workstation: not a deployed path, so no real-time factor
@@ -360,11 +384,12 @@ def run_peer(keyword, folder, positives, negatives, clips, spec, args, hit_after
     peer_pos = [peer_scored(s) for s in positives]
     curve = sweep(peer_pos, [peer_scored(s) for s in peer_neg], spotter.thresholds, hit_after)
     pad = np.zeros(round(PEER_CLIP_PAD_S * spec.sample_rate), np.float32)
-    scores, labels = clip_scores(clips, spec, lambda w: spotter.run(np.concatenate([pad, w, pad])).peak())
+    scores, labels = clip_scores(clips, spec, lambda w: spotter.run(np.concatenate([pad, w, pad])).peak(), args.split)
     finite = np.where(np.isfinite(scores), scores, min(spotter.thresholds) - 1)
     name = f"pocketsphinx {peer_module.version()} (keyphrase spotting)"
     return name, curve, {
         "operating_points": operating_points(curve),
+        "mean_frr": mean_frr(curve),
         "negative_hours": curve.negative_hours,
         "clip_roc_auc": roc_auc(finite, labels),
         "rtf": spent / sum(s.seconds for s in chosen),
@@ -387,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference and args.detector != "streaming":
         problems.append("--reference is scored like the streaming detector; it needs --detector streaming")
     problems += [f"--reference {path} does not exist" for path in args.reference if not path.is_file()]
-    if args.workers < 1 or args.seed < 0:
+    if args.workers < 1 or (args.seed is not None and args.seed < 0):
         problems.append("--workers must be >= 1 and --seed >= 0")
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
