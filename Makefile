@@ -129,6 +129,7 @@ help:
 	@echo "make serve               web demo + API on http://$(HOST):$(PORT)/ (docs/web-demo.md); HOST= PORT= SERVE_MODEL= MAX_UPLOAD_MB="
 	@echo "make web-deps            install chromium for tests/test_browser.py"
 	@echo "make eval                long-audio FRR / false accepts per hour vs pocketsphinx -> $(OUT)/eval/ (docs/quality.md)"
+	@echo "make eval-val            the same on the val voices (what training changes are chosen on) -> $(OUT)/eval-val/"
 	@echo "make clean               remove $(OUT)/ (keeps the data cache $(CACHE)/ and the environments)"
 	@echo ""
 	@echo "Options (current value):"
@@ -271,6 +272,16 @@ eval: $(TRAIN_VENV)/.installed
 		--negative-hours $(EVAL_NEGATIVE_HOURS) --positives $(EVAL_POSITIVES) --phases $(EVAL_PHASES) \
 		$(if $(EVAL_TARGET_FA),--target-fa-per-hour $(EVAL_TARGET_FA)) $(if $(EVAL_PEER_HOURS),--peer-hours $(EVAL_PEER_HOURS)) \
 		$(foreach r,$(wildcard $(EVAL_REFERENCE)),--reference "$(r)")
+
+# The same measurement on the voices the clip set held out for val, with their own stream seed: what training changes
+# are chosen on, so that the test streams above stay unlooked-at (docs/quality.md). Report only (no threshold is
+# written), no peer. -> $(OUT)/eval-val/
+.PHONY: eval-val
+eval-val: $(TRAIN_VENV)/.installed
+	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
+	$(TRAIN_ENV) $(TPY) -m train.evaluate --split val --no-peer --model $(OUT)/edge --out $(OUT)/eval-val \
+		--cache-root $(CACHE) --negative-hours $(EVAL_NEGATIVE_HOURS) --positives $(EVAL_POSITIVES) \
+		--phases $(EVAL_PHASES) $(foreach r,$(wildcard $(EVAL_REFERENCE)),--reference "$(r)")
 
 # ---- soak (issue 7): hours of audio through the edge runtime, twice fast and once at real-time pace ----
 SOAK_HOURS ?= 2

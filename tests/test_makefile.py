@@ -78,3 +78,15 @@ def test_bad_verifier_size_is_one_error_line(value: str) -> None:
     text = plan(f"VERIFIER_SIZE={value}")
     assert f"VERIFIER_SIZE must be a whole number >= 1, got '{value}'" in text
     assert "train.fit" not in text
+
+
+def test_eval_val_scores_the_val_voices_and_writes_no_threshold() -> None:
+    """`make eval-val` is what training changes are chosen on: the val split into its own folder, report only."""
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "eval-val", "OUT=/tmp/kws-plan"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    text = result.stdout + result.stderr
+    assert re.search(r"train\.evaluate --split val --no-peer --model /tmp/kws-plan/edge --out /tmp/kws-plan/eval-val ",
+                     text)  # fmt: skip
+    assert "--target-fa-per-hour" not in text and "--negative-hours 10 --positives 400" in text
