@@ -9,8 +9,8 @@ DATA ?= synthetic
 DATA_DIR ?=
 # budget: the deployed student fits issue 5's budget (25x fewer MACs and bytes than the CRNN; 2K parameters).
 # quality: a 16K-parameter student (STUDENT=quality) on twice the data (SIZE=2), not pruned: 4x fewer MACs than the
-# CRNN; alone, before VTLP and the verifier, it missed 22.0% of the keywords on long audio at 0.5 FA/h where the
-# budget student missed 33.2% (docs/quality.md). Each setting it implies can still be overridden on the command line.
+# CRNN; behind the same verifier it missed 10.0% / 10.5% of the keywords on long audio at 0.5 / 0.1 FA/h where the
+# budget detector misses 9.3% / 14.2% (docs/quality.md). Each setting it implies can still be overridden.
 PRESET ?= budget
 ifeq ($(PRESET),quality)
 SIZE ?= 2
