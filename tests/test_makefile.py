@@ -90,3 +90,20 @@ def test_eval_val_scores_the_val_voices_and_writes_no_threshold() -> None:
     assert re.search(r"train\.evaluate --split val --no-peer --model /tmp/kws-plan/edge --out /tmp/kws-plan/eval-val ",
                      text)  # fmt: skip
     assert "--target-fa-per-hour" not in text and "--negative-hours 10 --positives 400" in text
+
+
+def compress_command(*settings: str) -> str:
+    result = subprocess.run(
+        ["make", "-n", "--no-print-directory", "compress", "OUT=/tmp/kws-plan", *settings],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    text = result.stdout + result.stderr
+    assert "train.compress " in text, text
+    return text.split("train.compress ", 1)[1]  # the command and what follows it in the plan
+
+
+def test_the_quality_preset_gives_its_student_vtlp_and_the_budget_student_none() -> None:
+    quality = compress_command("PRESET=quality")
+    assert "--vtlp 0.5" in quality and "--student 'quality'" in quality
+    assert "--vtlp" not in compress_command()
+    assert "--vtlp" not in compress_command("PRESET=quality", "STUDENT_VTLP=")  # overridable
