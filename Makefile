@@ -42,6 +42,9 @@ WHISPER ?= 0
 # student's views (empty: train.compress's default, off).
 VTLP ?=
 STUDENT_VTLP ?=
+# Share of the teachers' training windows with each formant moved by a factor of its own, as eSpeak's voice variants
+# do (train.fit --formant-warp; docs/quality.md, "Formants one by one"); 0 = off.
+FORMANT_WARP ?= 0
 # Voice-group prefixes to train and validate without (e.g. piper, espeak:en-gb), space-separated; the test split and
 # `make eval` keep them: how the model does on a synthesis engine or voice family it never heard.
 LEAVE_OUT ?=
@@ -78,7 +81,7 @@ $(error VERIFIER_SIZE must be a whole number >= 1, got '$(VERIFIER_SIZE)')
 endif
 FIT_ARGS = --epochs $(EPOCHS) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) \
 	--false-accept-weight $(FA_WEIGHT) $(if $(FRONT_END),--front-end $(FRONT_END)) $(if $(VTLP),--vtlp $(VTLP)) \
-	$(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
+	$(if $(filter-out 0,$(FORMANT_WARP)),--formant-warp $(FORMANT_WARP)) $(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
 OUT ?= artifacts
 CACHE ?= data
 
@@ -151,6 +154,7 @@ help:
 	@echo "  WHISPER=$(WHISPER)   share of training windows whispered (0 = off)"
 	@echo "  VTLP=$(VTLP)   share of the teacher's training windows from another vocal tract length (0 = off; empty: train.fit's default, on)"
 	@echo "  STUDENT_VTLP=$(STUDENT_VTLP)   the same for the student's views (empty: off)"
+	@echo "  FORMANT_WARP=$(FORMANT_WARP)   share of the teachers' training windows with each formant moved by its own factor (0 = off)"
 	@echo "  FRONT_END=$(FRONT_END)   features: pcen-v2 (per-channel energy normalization), log-mel-v1 or pcen-v1; empty: pcen-v2"
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
 	@echo "  VERIFIER_TEACHERS=$(VERIFIER_TEACHERS)   teachers (seeds SEED, SEED+1, ...) whose mean logit verifies detections (1: the teacher alone)"

@@ -267,6 +267,65 @@ def test_vtlp_changes_only_the_windows_it_warps_and_follows_its_probability():
         Augmenter(SPEC, [], np.random.default_rng(0), vtlp_probability=1.5)
 
 
+def _band_centre_hz(audio: np.ndarray, low_hz: float, high_hz: float) -> float:
+    power = np.abs(np.fft.rfft(audio * np.hanning(audio.size))) ** 2
+    frequency = np.fft.rfftfreq(audio.size, 1 / SPEC.sample_rate)
+    band = (frequency > low_hz) & (frequency < high_hz)
+    return float((power[band] * frequency[band]).sum() / power[band].sum())
+
+
+def test_formant_warping_moves_each_formant_region_by_its_own_factor():
+    from train.data.augment import formant_warped, vocal_tract_warped
+
+    vowel = _vowel(0.6)  # formants at 700 and 1200 Hz, between the neutral F1 (500 Hz) and F2 (1500 Hz) knots
+    # One factor for all is VTLP by that factor, to the sample.
+    np.testing.assert_allclose(formant_warped(vowel, SPEC, [0.8] * 4), vocal_tract_warped(vowel, SPEC, 0.8), atol=1e-6)
+    lowered = formant_warped(vowel, SPEC, [0.5, 1.0, 1.0, 1.0])
+    assert lowered.shape == vowel.shape and lowered.dtype == np.float32
+    assert power_db(lowered) == pytest.approx(power_db(vowel), abs=0.01)
+    assert _pitch_peak(lowered, 120.0) > 0.9  # still voiced, at the same pitch
+    # F1's knot at half: the envelope's 700 Hz peak lands at 500, its 1200 Hz one at 1125 (linear between the
+    # moved knots 250 and 1500 Hz); the harmonics stay where they are, so their power-weighted centre moves less.
+    # F2's knot moved too, and both peaks go further down.
+    centre = _band_centre_hz(vowel, 200, 3000)
+    assert 0.85 < _band_centre_hz(lowered, 200, 3000) / centre < 0.95
+    assert _band_centre_hz(formant_warped(vowel, SPEC, [0.5, 0.5, 1.0, 1.0]), 200, 3000) / centre < 0.65
+    # Moving only the third and fourth formants up leaves the vowel's two formants where they were...
+    upper = formant_warped(vowel, SPEC, [1.0, 1.0, 1.5, 1.5])
+    assert _band_centre_hz(upper, 200, 1600) / _band_centre_hz(vowel, 200, 1600) == pytest.approx(1.0, abs=0.02)
+    # ...and stretches what lies above 1500 Hz upwards.
+    assert _band_centre_hz(upper, 1600, 7000) > _band_centre_hz(vowel, 1600, 7000) * 1.05
+    np.testing.assert_array_equal(formant_warped(vowel, SPEC, [1.0] * 4), vowel)
+    for bad in ([1.0, 1.0], [1.0, 0.0, 1.0, 1.0]):
+        with pytest.raises(ValueError, match="factors must be 4 numbers > 0"):
+            formant_warped(vowel, SPEC, bad)
+
+
+def test_formant_targets_keep_their_order_and_gap():
+    from train.data.augment import FORMANT_MIN_GAP_HZ, formant_targets_hz
+
+    np.testing.assert_allclose(formant_targets_hz([0.5, 1.0, 1.2, 1.0]), [250.0, 1500.0, 3000.0, 3500.0])
+    crossed = formant_targets_hz([1.5, 0.5, 0.5, 0.5])  # 750, 750, 1250, 1750 Hz before the gap is kept
+    np.testing.assert_allclose(crossed, [750.0, 750.0 + FORMANT_MIN_GAP_HZ, 1250.0, 1750.0])
+    assert np.all(np.diff(crossed) >= FORMANT_MIN_GAP_HZ)
+
+
+def test_formant_warp_changes_only_the_windows_it_warps_and_follows_its_probability():
+    vowel = _vowel(0.5)
+    windows = {}
+    for probability in (0.0, 0.5, 1.0):
+        augmenter = Augmenter(
+            SPEC, noise_bank(), np.random.default_rng(7), formant_warp_probability=probability, **PLAIN
+        )
+        windows[probability] = [augmenter.window(vowel) for _ in range(60)]
+    # Side draws, as VTLP's: a window it does not warp is the window without it, bit for bit.
+    same = [np.array_equal(a, b) for a, b in zip(windows[0.0], windows[0.5], strict=True)]
+    assert 15 <= sum(same) <= 45
+    assert not any(np.array_equal(a, b) for a, b in zip(windows[0.0], windows[1.0], strict=True))
+    with pytest.raises(ValueError, match="formant_warp_probability"):
+        Augmenter(SPEC, [], np.random.default_rng(0), formant_warp_probability=-0.1)
+
+
 def _talker_tones(rng: np.random.Generator) -> np.ndarray:
     """A 'talker' whose every utterance is a 0.4 s tone at one of 8 frequencies (250-2000 Hz): a stand-in for
     speech whose sources can be told apart in the spectrum."""

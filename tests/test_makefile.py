@@ -107,3 +107,9 @@ def test_the_quality_preset_gives_its_student_vtlp_and_the_budget_student_none()
     assert "--vtlp 0.5" in quality and "--student 'quality'" in quality
     assert "--vtlp" not in compress_command()
     assert "--vtlp" not in compress_command("PRESET=quality", "STUDENT_VTLP=")  # overridable
+
+
+def test_formant_warp_reaches_every_teacher_and_is_off_by_default() -> None:
+    fits = re.findall(r"train\.fit [^&\n]*", plan("FORMANT_WARP=0.5"))
+    assert len(fits) == 4 and all("--formant-warp 0.5" in line for line in fits)
+    assert "--formant-warp" not in plan()

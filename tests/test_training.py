@@ -112,6 +112,26 @@ def test_vtlp_changes_the_training_windows_and_is_checked_on_the_command_line(tm
     assert result.returncode == 2 and "--vtlp must be within 0..1, got -0.1" in result.stderr
 
 
+def test_formant_warp_changes_the_training_windows_resumes_only_alike_and_is_checked_on_the_command_line(
+    tmp_path, capsys
+):
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    common = {"data": clipset, "model": "dscnn", "epochs": 1, "batch_size": 16, "seed": 1, "device": "cpu"}
+    without = fit(FitConfig(out=tmp_path / "plain", vtlp=0.0, **common))
+    warped = fit(FitConfig(out=tmp_path / "warped", vtlp=0.0, formant_warp=1.0, **common))
+    assert warped["history"][0]["train_loss"] != without["history"][0]["train_loss"]
+    # A run without the warp does not continue a state trained with it.
+    fit(FitConfig(out=tmp_path / "warped", vtlp=0.0, resume=True, **common))
+    printed = capsys.readouterr().out
+    assert "not resuming" in printed and "formant_warp" in printed
+    result = subprocess.run(
+        [sys.executable, "-m", "train.fit", "--data", str(clipset), "--out", str(tmp_path / "x"),
+         "--formant-warp", "2"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2 and "--formant-warp must be within 0..1, got 2.0" in result.stderr
+
+
 def test_speech_context_changes_the_training_windows_and_is_checked_on_the_command_line(tmp_path):
     clipset = make_tiny_clipset(tmp_path / "clips")
     common = {"data": clipset, "model": "dscnn", "epochs": 1, "batch_size": 16, "seed": 1, "device": "cpu"}

@@ -23,7 +23,16 @@ from tqdm import tqdm
 from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FRONT_ENDS, LOG_MEL, MODEL_FRONT_END, FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
-from train.data.augment import BABBLE_PROBABILITY, BABBLE_TALKERS, VTLP_FACTOR, VTLP_PROBABILITY, Augmenter
+from train.data.augment import (
+    BABBLE_PROBABILITY,
+    BABBLE_TALKERS,
+    FORMANT_CENTRES_HZ,
+    FORMANT_WARP_FACTOR,
+    FORMANT_WARP_PROBABILITY,
+    VTLP_FACTOR,
+    VTLP_PROBABILITY,
+    Augmenter,
+)
 from train.data.batches import FIT_EPOCH, AugmentedBatches, worker_count, workers_option
 from train.data.clipset import ClipSet
 from train.features_torch import TorchMelFrontEnd
@@ -54,6 +63,9 @@ class FitConfig:
     whisper: float = 0.0
     # Share of training windows from another vocal tract length (train.data.augment, VTLP_PROBABILITY).
     vtlp: float = VTLP_PROBABILITY
+    # Share of training windows with each formant moved by its own factor (train.data.augment,
+    # FORMANT_WARP_PROBABILITY).
+    formant_warp: float = FORMANT_WARP_PROBABILITY
     # Share of noisy training windows whose noise is babble made for that window (train.data.augment,
     # BABBLE_PROBABILITY) instead of a noise bank recording.
     babble: float = BABBLE_PROBABILITY
@@ -158,12 +170,14 @@ def train_one_epoch(
 def training_augmenter(
     clips: ClipSet, spec, rng: np.random.Generator, speech_context: float, whisper: float = 0.0,
     vtlp: float = VTLP_PROBABILITY, babble: float = BABBLE_PROBABILITY,
+    formant_warp: float = FORMANT_WARP_PROBABILITY,
 ) -> Augmenter:
     """The augmentation of training windows (the teacher's and, in `train.compress`, the student's)."""
     context = clips.sampler("train", label=0) if speech_context > 0 or babble > 0 else None
     return Augmenter(
         spec, clips.noise_bank(), rng, context_speech=context, context_probability=speech_context,
         whisper_probability=whisper, vtlp_probability=vtlp, babble_probability=babble,
+        formant_warp_probability=formant_warp,
     )  # fmt: skip
 
 
@@ -184,7 +198,7 @@ def fit(config: FitConfig) -> dict:
         print(f"leaving out {left_out} train and val utterances of {', '.join(config.leave_out)}", file=sys.stderr)
     spec = clipset_spec(clips, config.front_end)
     augmenter = training_augmenter(
-        clips, spec, rng, config.speech_context, config.whisper, config.vtlp, config.babble
+        clips, spec, rng, config.speech_context, config.whisper, config.vtlp, config.babble, config.formant_warp
     )
     # Made before any tensor is on the GPU: the workers are forked and only ever run numpy.
     batches = AugmentedBatches(clips, augmenter, config.seed, worker_count(config.workers, device.type))
@@ -300,6 +314,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         **({"whisper": config.whisper} if config.whisper else {}),
         **({"vtlp": config.vtlp} if config.vtlp else {}),
         **({"babble": config.babble} if config.babble else {}),
+        **({"formant_warp": config.formant_warp} if config.formant_warp else {}),
         **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
         **({"false_accept_weight": config.false_accept_weight} if config.false_accept_weight != 1.0 else {}),
         **({"front_end": config.front_end} if config.front_end not in (None, LOG_MEL) else {}),
@@ -345,6 +360,14 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         help="share of training windows whose formants move by a factor from "
         f"{VTLP_FACTOR[0]:g} to {VTLP_FACTOR[1]:g} with pitch and timing kept (vocal-tract-length perturbation, "
         "train.data.augment.vocal_tract_warped) (0 = off)",
+    )
+    parser.add_argument(
+        "--formant-warp", type=float, default=defaults.formant_warp, metavar="P",
+        help="share of training windows whose formants move each by a factor of its own, from "
+        f"{FORMANT_WARP_FACTOR[0]:g} to {FORMANT_WARP_FACTOR[1]:g} (the envelope around "
+        f"{', '.join(f'{hz:g}' for hz in FORMANT_CENTRES_HZ)} Hz; pitch and timing kept; "
+        "train.data.augment.formant_warped), as eSpeak's voice variants do; on top of --vtlp (0 = off; default: "
+        "%(default)s)",
     )
     parser.add_argument(
         "--babble", type=float, default=defaults.babble, metavar="P",
@@ -393,6 +416,8 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         parser.error(f"--whisper must be within 0..1, got {args.whisper}")
     if not 0.0 <= args.vtlp <= 1.0:
         parser.error(f"--vtlp must be within 0..1, got {args.vtlp}")
+    if not 0.0 <= args.formant_warp <= 1.0:
+        parser.error(f"--formant-warp must be within 0..1, got {args.formant_warp}")
     if not 0.0 <= args.babble <= 1.0:
         parser.error(f"--babble must be within 0..1, got {args.babble}")
     if args.false_accept_weight <= 0:

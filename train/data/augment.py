@@ -1,7 +1,7 @@
 """Training-time augmentation (numpy only), and the synthetic noise that feeds it.
 
 `Augmenter.window` turns one stored utterance into a clip-long training window: sometimes another vocal tract
-length (the formants alone move), sometimes a pseudo-speaker (the utterance resampled, so pitch, formants and tempo
+length (the formants alone move), sometimes each formant moved by a factor of its own, sometimes a pseudo-speaker (the utterance resampled, so pitch, formants and tempo
 move together), a random time shift (the whole utterance stays
 inside), sometimes a synthetic room, sometimes other speech before and after it (the context a word has live),
 background noise at a random SNR (sometimes none), sometimes a cheap microphone's band limits and tilt, and a
@@ -44,6 +44,15 @@ SPEED_FACTOR = (0.88, 1.12)
 # with the speed change on top a little beyond.
 VTLP_PROBABILITY = 0.5
 VTLP_FACTOR = (0.75, 1.35)
+# Formant warping: eSpeak's voice variants scale each formant by a factor of its own (in the training variants'
+# files F1-F3 run from 50% of normal, `travis`'s F1, to 150%, `Alicia`'s F2), which VTLP's one stretch cannot make:
+# it moves every formant together. A share of the windows (off by default; `--formant-warp P`) gets the envelope
+# around each of the first four formants of a neutral vocal tract (a 17.5 cm tube: 500, 1500, 2500, 3500 Hz) moved
+# by its own factor, drawn log-uniformly from that span; pitch and timing stay, as with VTLP.
+FORMANT_WARP_PROBABILITY = 0.0
+FORMANT_WARP_FACTOR = (0.5, 1.5)
+FORMANT_CENTRES_HZ = (500.0, 1500.0, 2500.0, 3500.0)
+FORMANT_MIN_GAP_HZ = 250.0  # moved formants keep at least this far apart, in their order
 # Fresh babble: the noise bank holds 40 s of babble, which a model hears thousands of times over and can learn by
 # heart. A share of the noisy windows gets babble made for that window instead, from 1-8 talkers of training
 # negatives (never the keyword), at the window's SNR.
@@ -172,9 +181,10 @@ class Augmenter:
         whisper_probability: float | None = None,
         vtlp_probability: float | None = None,
         babble_probability: float | None = None,
+        formant_warp_probability: float | None = None,
     ) -> None:
-        """The speed, room, channel, whisper, VTLP and babble probabilities default to the module's SPEED_/ROOM_/
-        CHANNEL_/WHISPER_/VTLP_/BABBLE_PROBABILITY (read when called). `context_speech(rng)` draws a random
+        """The speed, room, channel, whisper, VTLP, babble and formant-warp probabilities default to the module's
+        SPEED_/ROOM_/CHANNEL_/WHISPER_/VTLP_/BABBLE_/FORMANT_WARP_PROBABILITY (read when called). `context_speech(rng)` draws a random
         utterance that is not the keyword: the speech context around a share (`context_probability`) of the windows,
         and the talkers of fresh babble (`babble_probability` of the noisy windows); None adds neither."""
         if not isinstance(rng, np.random.Generator):
@@ -185,6 +195,9 @@ class Augmenter:
         self.whisper_probability = WHISPER_PROBABILITY if whisper_probability is None else whisper_probability
         self.vtlp_probability = VTLP_PROBABILITY if vtlp_probability is None else vtlp_probability
         self.babble_probability = BABBLE_PROBABILITY if babble_probability is None else babble_probability
+        self.formant_warp_probability = (
+            FORMANT_WARP_PROBABILITY if formant_warp_probability is None else formant_warp_probability
+        )
         for name, value in (
             ("noise_probability", noise_probability),
             ("speed_probability", self.speed_probability),
@@ -194,6 +207,7 @@ class Augmenter:
             ("whisper_probability", self.whisper_probability),
             ("vtlp_probability", self.vtlp_probability),
             ("babble_probability", self.babble_probability),
+            ("formant_warp_probability", self.formant_warp_probability),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
@@ -243,6 +257,14 @@ class Augmenter:
         factor = float(np.exp(side.uniform(*np.log(VTLP_FACTOR))))
         return vocal_tract_warped(utterance, self.spec, factor)
 
+    def _formant_warp(self, utterance: np.ndarray) -> np.ndarray:
+        """(Sometimes) the utterance with each formant moved by a factor of its own; side draws, as VTLP's."""
+        side = self._side_rng("formant-warp")
+        if side.random() >= self.formant_warp_probability:
+            return utterance
+        factors = np.exp(side.uniform(*np.log(FORMANT_WARP_FACTOR), size=len(FORMANT_CENTRES_HZ)))
+        return formant_warped(utterance, self.spec, factors)
+
     def _side_rng(self, purpose: str) -> np.random.Generator:
         """A generator seeded by `self.rng`'s state and `purpose`, which leaves that state as it was."""
         state = repr(self.rng.bit_generator.state).encode()
@@ -252,7 +274,8 @@ class Augmenter:
 
     def window(self, utterance: np.ndarray) -> np.ndarray:
         """float32 [clip_samples]: (sometimes) the utterance whispered, (sometimes) from another vocal tract
-        length, (sometimes) a pseudo-speaker's version of it, shifted, (sometimes) in a room, plus noise at a random SNR (sometimes none), (sometimes) through a cheap
+        length, (sometimes) with its formants moved one by one, (sometimes) a pseudo-speaker's version of it,
+        shifted, (sometimes) in a room, plus noise at a random SNR (sometimes none), (sometimes) through a cheap
         channel, random gain."""
         length = self.spec.clip_samples
         utterance = np.asarray(utterance, dtype=np.float32)
@@ -263,6 +286,8 @@ class Augmenter:
             utterance = whispered(utterance, self.spec, self.rng)
         if self.vtlp_probability and utterance.size:
             utterance = self._vtlp(utterance)
+        if self.formant_warp_probability and utterance.size:
+            utterance = self._formant_warp(utterance)
         if self.speed_probability and utterance.size and self.rng.random() < self.speed_probability:
             utterance = self._speed(utterance)
         room = None
@@ -394,6 +419,45 @@ def vocal_tract_warped(utterance: np.ndarray, spec: FeatureSpec, factor: float) 
     spectra, log_envelope, window, hop, padded_size = _envelope_analysis(audio, spec)
     bins = np.arange(log_envelope.shape[1], dtype=np.float64)
     warped = np.stack([np.interp(bins / factor, bins, frame) for frame in log_envelope])
+    return _resynthesized(spectra * np.exp(warped - log_envelope), window, hop, padded_size, audio)
+
+
+def formant_targets_hz(factors) -> np.ndarray:
+    """Where `formant_warped` moves the neutral formants (FORMANT_CENTRES_HZ) for these factors: each to its factor
+    times itself, then pushed up where needed to stay FORMANT_MIN_GAP_HZ above the one below (the warp must keep
+    frequencies in order)."""
+    targets = np.asarray(FORMANT_CENTRES_HZ, dtype=np.float64) * np.asarray(factors, dtype=np.float64)
+    for index in range(1, targets.size):
+        targets[index] = max(targets[index], targets[index - 1] + FORMANT_MIN_GAP_HZ)
+    return targets
+
+
+def formant_warped(utterance: np.ndarray, spec: FeatureSpec, factors) -> np.ndarray:
+    """The utterance with each formant region moved by a factor of its own: each short-time spectrum's envelope is
+    warped along frequency, piecewise linearly, so that the neutral formant FORMANT_CENTRES_HZ[k] lands at
+    `formant_targets_hz(factors)[k]` (0 Hz stays, above the last formant the envelope stretches by the last
+    factor); the voice's harmonics, pitch, phase and timing stay. Equal factors are VTLP by that factor. Same length
+    and RMS. float32."""
+    factors = np.asarray(factors, dtype=np.float64)
+    if factors.shape != (len(FORMANT_CENTRES_HZ),) or not np.all(factors > 0):
+        raise ValueError(f"factors must be {len(FORMANT_CENTRES_HZ)} numbers > 0 (one per formant), got {factors}")
+    audio = np.asarray(utterance, dtype=np.float32)
+    if audio.size == 0 or np.all(factors == 1.0):
+        return audio
+    spectra, log_envelope, window, hop, padded_size = _envelope_analysis(audio, spec)
+    hz_per_bin = spec.sample_rate / window.size
+    sources = np.asarray(FORMANT_CENTRES_HZ, dtype=np.float64)
+    targets = formant_targets_hz(factors)
+    far = 2.0 * spec.sample_rate  # a knot beyond Nyquist carries the last factor's stretch to the top
+    target_knots = np.concatenate([[0.0], targets, [targets[-1] + far]])
+    source_knots = np.concatenate([[0.0], sources, [sources[-1] + far / factors[-1]]])
+    bins = log_envelope.shape[1]
+    source_bins = np.interp(np.arange(bins) * hz_per_bin, target_knots, source_knots) / hz_per_bin
+    # Linear interpolation of every frame at the same positions (np.interp, frame by frame, is 10x slower).
+    below = np.clip(np.floor(source_bins).astype(np.int64), 0, bins - 1)
+    above = np.minimum(below + 1, bins - 1)
+    weight = np.clip(source_bins - below, 0.0, 1.0)
+    warped = log_envelope[:, below] * (1.0 - weight) + log_envelope[:, above] * weight
     return _resynthesized(spectra * np.exp(warped - log_envelope), window, hop, padded_size, audio)
 
 
