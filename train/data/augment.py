@@ -1,8 +1,8 @@
 """Training-time augmentation (numpy only), and the synthetic noise that feeds it.
 
 `Augmenter.window` turns one stored utterance into a clip-long training window: sometimes another vocal tract
-length (the formants alone move), sometimes each formant moved by a factor of its own, sometimes a pseudo-speaker (the utterance resampled, so pitch, formants and tempo
-move together), a random time shift (the whole utterance stays
+length (the formants alone move), sometimes each formant moved by a factor of its own, sometimes a pseudo-speaker
+(the utterance resampled, so pitch, formants and tempo move together), a random time shift (the whole utterance stays
 inside), sometimes a synthetic room, sometimes other speech before and after it (the context a word has live),
 background noise at a random SNR (sometimes none), sometimes a cheap microphone's band limits and tilt, and a
 random gain. `centered_window` is the deterministic version for evaluation. About 0.5 ms per window on one core
@@ -184,9 +184,10 @@ class Augmenter:
         formant_warp_probability: float | None = None,
     ) -> None:
         """The speed, room, channel, whisper, VTLP, babble and formant-warp probabilities default to the module's
-        SPEED_/ROOM_/CHANNEL_/WHISPER_/VTLP_/BABBLE_/FORMANT_WARP_PROBABILITY (read when called). `context_speech(rng)` draws a random
-        utterance that is not the keyword: the speech context around a share (`context_probability`) of the windows,
-        and the talkers of fresh babble (`babble_probability` of the noisy windows); None adds neither."""
+        SPEED_/ROOM_/CHANNEL_/WHISPER_/VTLP_/BABBLE_/FORMANT_WARP_PROBABILITY (read when called).
+        `context_speech(rng)` draws a random utterance that is not the keyword: the speech context around a share
+        (`context_probability`) of the windows, and the talkers of fresh babble (`babble_probability` of the noisy
+        windows); None adds neither."""
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
         self.speed_probability = SPEED_PROBABILITY if speed_probability is None else speed_probability
