@@ -80,16 +80,32 @@ def test_bad_verifier_size_is_one_error_line(value: str) -> None:
     assert "train.fit" not in text
 
 
-def test_eval_val_scores_the_val_voices_and_writes_no_threshold() -> None:
-    """`make eval-val` is what training changes are chosen on: the val split into its own folder, report only."""
+def eval_plan(target: str, *settings: str) -> str:
     result = subprocess.run(
-        ["make", "-n", "--no-print-directory", "eval-val", "OUT=/tmp/kws-plan"],
+        ["make", "-n", "--no-print-directory", target, "OUT=/tmp/kws-plan", *settings],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    text = result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_eval_val_scores_the_val_voices_and_chooses_the_threshold_there() -> None:
+    """`make eval-val` is what training changes are chosen on and where the shipped threshold is chosen."""
+    text = eval_plan("eval-val")
     assert re.search(r"train\.evaluate --split val --no-peer --model /tmp/kws-plan/edge --out /tmp/kws-plan/eval-val ",
                      text)  # fmt: skip
-    assert "--target-fa-per-hour" not in text and "--negative-hours 10 --positives 400" in text
+    assert "--negative-hours 10 --positives 400" in text and "--target-fa-per-hour 0.5" in text
+    assert "--target-fa-per-hour" not in eval_plan("eval-val", "EVAL_TARGET_FA=")  # the manifest keeps its own
+
+
+def test_eval_chooses_the_threshold_on_val_before_it_reports_on_test() -> None:
+    """The test streams are report only: the threshold they are scored at was chosen on the val voices first."""
+    text = eval_plan("eval")
+    joined = text.replace("\\\n", " ")  # make -n keeps the recipe's line continuations
+    commands = [line for line in joined.splitlines() if "train.evaluate" in line]
+    assert len(commands) == 2, text
+    val, test = commands
+    assert "--split val" in val and "--target-fa-per-hour 0.5" in val
+    assert "--split" not in test and "--out /tmp/kws-plan/eval " in test and "--target-fa-per-hour" not in test
 
 
 def compress_command(*settings: str) -> str:

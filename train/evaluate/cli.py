@@ -288,8 +288,11 @@ def run(args) -> int:
     report["breakdown"] = operating_breakdown(
         curve, args.target_fa_per_hour, ours_pos, scored_positives, ours_neg, scored_negatives, hit_after
     )
+    section = "verifier" if verifier is not None else "detection"  # the threshold of what was evaluated
+    shipped = shipped_threshold(manifest, section)
+    if shipped is not None:  # as the bundle came in, before a threshold chosen here replaces it
+        report["shipped_threshold"] = {**shipped, **at_threshold(ours_pos, ours_neg, shipped["threshold"], hit_after)}
     if args.target_fa_per_hour is not None:
-        section = "verifier" if verifier is not None else "detection"  # the threshold of what was evaluated
         report["threshold"] = choose_threshold(args, curve, report, section)
     paths = write_report(report, curves, args.out)
     print(paths["markdown"].read_text(encoding="utf-8"))
@@ -311,6 +314,26 @@ def operating_breakdown(curve, target, ours_pos, positives, ours_neg, negatives,
         "delay_after_keyword_end": delay_summary(ours_pos, threshold, hit_after),
         "negatives": false_accepts_by_group(ours_neg, [s.scene["noise"] for s in negatives], threshold),
     }
+
+
+def shipped_threshold(manifest: dict, section: str) -> dict | None:
+    """The threshold the bundle ships for the evaluated detector (`section`: detection or verifier) and where it came
+    from: `threshold_source` when an evaluation chose it, None when conversion set it from the val clips."""
+    values = manifest.get(section)
+    if not isinstance(values, dict) or values.get("threshold") is None:
+        return None
+    return {"section": section, "threshold": float(values["threshold"]), "source": values.get("threshold_source")}
+
+
+def at_threshold(positive: list[Scored], negative: list[Scored], threshold: float, hit_after: float) -> dict:
+    """FRR and false accepts per hour at one given threshold: what a user of the bundle gets, where the curve's
+    operating points are each at the threshold that these very streams pick."""
+    point = sweep(positive, negative, [threshold], hit_after, stop_above_fa_per_hour=float("inf"))
+    return {
+        "frr": float(point.frr[0]), "fa_per_hour": float(point.fa_per_hour[0]),
+        "false_accepts": int(point.false_accepts[0]), "positives": point.positives,
+        "negative_hours": point.negative_hours,
+    }  # fmt: skip
 
 
 def run_reference(reference: CheckpointDetector, folder: Path, streams: list[Stream], clips, args, hit_after: float):
@@ -356,8 +379,9 @@ def choose_threshold(args, curve, report, section: str = "detection") -> dict:
     write_threshold(
         args.model, point.threshold,
         {
-            "target_fa_per_hour": args.target_fa_per_hour, "measured_fa_per_hour": point.fa_per_hour,
-            "measured_frr": point.frr, "negative_hours": round(curve.negative_hours, 3),
+            "target_fa_per_hour": args.target_fa_per_hour, "split": args.split,
+            "measured_fa_per_hour": point.fa_per_hour, "measured_frr": point.frr,
+            "negative_hours": round(curve.negative_hours, 3),
             "positives": curve.positives, "detector": report["detector"], "streams": report["streams"]["folder"],
             "report": str(args.out / "report.json"),
         },

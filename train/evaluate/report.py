@@ -105,6 +105,32 @@ def _verifier_line(name: str, usage: dict) -> str:
     return f"{name}: the verifier ran only behind the open gate; " + "; ".join(runs) + "."
 
 
+def _threshold_origin(source: dict | None, streams_folder: str) -> str:
+    if not source:
+        return "set at conversion, on the val clips"
+    split = source.get("split")
+    target = source.get("target_fa_per_hour")
+    origin = f"chosen on {f'the {split} streams' if split else 'long-audio streams'}"
+    origin += f" for {target:g} FA/h" if isinstance(target, (int, float)) else ""
+    if source.get("streams") == streams_folder:
+        origin += ", these very streams, so what follows is not a held-out figure"
+    return origin
+
+
+def shipped_line(report: dict) -> str | None:
+    """What the bundle's own threshold does on these streams: the figure a user gets, unlike the curve's points,
+    which each take the threshold these streams pick."""
+    shipped = report.get("shipped_threshold")
+    if not shipped:
+        return None
+    origin = _threshold_origin(shipped.get("source"), report["streams"]["folder"])
+    return (
+        f"As shipped: the bundle's `{shipped['section']}.threshold` {shipped['threshold']:.4f} ({origin}) misses "
+        f"{_percent(shipped['frr'])} of the {shipped['positives']} keywords here, with {shipped['fa_per_hour']:.2f} "
+        f"false accepts per hour ({shipped['false_accepts']} in {shipped['negative_hours']:.2f} h)."
+    )
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Long-audio evaluation: '{report['keyword']}'",
@@ -134,6 +160,9 @@ def markdown(report: dict) -> str:
     for name, system in report["systems"].items():
         if system.get("verifier"):
             lines += ["", _verifier_line(name, system["verifier"])]
+    shipped = shipped_line(report)
+    if shipped:
+        lines += ["", shipped]
     where = report.get("breakdown")
     if where:
         # References (e.g. the teacher) at their own threshold for the same rate, beside ours.
