@@ -2,8 +2,9 @@
 
 Builds (or reuses) the evaluation streams for the bundle's keyword, runs the deployed int8 model through the edge
 runtime's detector and pocketsphinx over them, and writes `report.json`, `report.md` and `det.png` to `--out`.
-With `--target-fa-per-hour X` it also writes the threshold that meets X into the bundle's manifest. Bad input:
-one `error:` line on stderr, exit status 2.
+With `--target-fa-per-hour X` it also writes the threshold that meets X on these streams into the bundle's manifest
+(`make eval` does so on the val split, then scores the test split at it); every report says what the bundle's own
+threshold does on its streams. Bad input: one `error:` line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add(
         "--target-fa-per-hour", type=float, default=None,
-        help="choose the lowest threshold with at most this many false accepts per hour and write it into the "
-        "bundle's manifest (detection.threshold + detection.threshold_source) (default: report only)",
+        help="choose the lowest threshold with at most this many false accepts per hour on these streams and write "
+        "it into the bundle's manifest (verifier.threshold for a two-stage bundle, else detection.threshold, with "
+        "threshold_source naming the split and streams); make eval does this on --split val, then scores test "
+        "(default: report only)",
     )  # fmt: skip
     add(
         "--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR,
