@@ -14,12 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 
 
-def plan(*settings: str, out: str = "/tmp/kws-plan") -> str:
+def dry_run(*targets_and_settings: str) -> str:
+    """What `make -n` would run (and any error it prints) for these targets and VAR=value settings."""
     result = subprocess.run(
-        ["make", "-n", "--no-print-directory", "data", "train", "convert", f"OUT={out}", *settings],
+        ["make", "-n", "--no-print-directory", *targets_and_settings],
         cwd=ROOT, capture_output=True, text=True, check=False,
-    )
+    )  # fmt: skip
     return result.stdout + result.stderr
+
+
+def plan(*settings: str, out: str = "/tmp/kws-plan") -> str:
+    return dry_run("data", "train", "convert", f"OUT={out}", *settings)
 
 
 def trainings(text: str) -> list[tuple[str, str, str]]:
@@ -81,11 +86,7 @@ def test_bad_verifier_size_is_one_error_line(value: str) -> None:
 
 
 def eval_plan(target: str, *settings: str) -> str:
-    result = subprocess.run(
-        ["make", "-n", "--no-print-directory", target, "OUT=/tmp/kws-plan", *settings],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return result.stdout + result.stderr
+    return dry_run(target, "OUT=/tmp/kws-plan", *settings)
 
 
 def test_eval_val_scores_the_val_voices_and_chooses_the_threshold_there() -> None:
@@ -109,11 +110,7 @@ def test_eval_chooses_the_threshold_on_val_before_it_reports_on_test() -> None:
 
 
 def compress_command(*settings: str) -> str:
-    result = subprocess.run(
-        ["make", "-n", "--no-print-directory", "compress", "OUT=/tmp/kws-plan", *settings],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    text = result.stdout + result.stderr
+    text = dry_run("compress", "OUT=/tmp/kws-plan", *settings)
     assert "train.compress " in text, text
     return text.split("train.compress ", 1)[1]  # the command and what follows it in the plan
 
