@@ -132,6 +132,40 @@ def test_formant_warp_changes_the_training_windows_resumes_only_alike_and_is_che
     assert result.returncode == 2 and "--formant-warp must be within 0..1, got 2.0" in result.stderr
 
 
+def test_a_model_config_sizes_the_architecture_travels_in_the_checkpoint_and_is_checked(tmp_path, capsys):
+    """`--model-config` makes a wider CRNN (as for a larger verifier); the checkpoint rebuilds it with the same width
+    and the same scores, and a setting the architecture does not take is one error line."""
+    clipset = make_tiny_clipset(tmp_path / "clips")
+    wide = {"hidden_size": 12, "conv_channels": 3, "kernel_size": [5, 8], "stride": [2, 4]}
+    config = FitConfig(data=clipset, out=tmp_path / "wide", model="crnn", model_config=wide, epochs=1,
+                       batch_size=16, seed=0, device="cpu", vtlp=0.0)
+    metrics = fit(config)
+    model, info = load_checkpoint(tmp_path / "wide" / "best.pt")
+    assert info.model_config == wide and model.gru.hidden_size == 12 and model.conv[0].out_channels == 3
+    assert metrics["parameters"] == sum(p.numel() for p in model.parameters())
+    # Another width in the same folder with --resume starts afresh instead of continuing the wide state.
+    fit(FitConfig(**{**vars(config), "model_config": dict(wide, hidden_size=6), "resume": True}))
+    printed = capsys.readouterr().out
+    assert "not resuming" in printed and "other settings (model_config)" in printed
+    small, _ = load_checkpoint(tmp_path / "wide" / "best.pt")
+    assert small.gru.hidden_size == 6
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in small.parameters())
+    result = subprocess.run(
+        [sys.executable, "-m", "train.fit", "--data", str(clipset), "--out", str(tmp_path / "x"), "--model", "crnn",
+         "--model-config", '{"hiden_size": 128}'],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "crnn takes no hiden_size; it takes conv_channels, gru_layers, hidden_size, kernel_size, stride" \
+        in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "train.fit", "--data", str(clipset), "--out", str(tmp_path / "x"), "--model", "crnn",
+         "--model-config", '{"hidden_size": 0}'],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2 and "crnn cannot be built with --model-config" in result.stderr
+
+
 def test_speech_context_changes_the_training_windows_and_is_checked_on_the_command_line(tmp_path):
     clipset = make_tiny_clipset(tmp_path / "clips")
     common = {"data": clipset, "model": "dscnn", "epochs": 1, "batch_size": 16, "seed": 1, "device": "cpu"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import sys
 import time
@@ -48,6 +49,9 @@ class FitConfig:
     data: Path
     out: Path
     model: str = "dscnn"
+    # Keyword arguments that override the architecture's defaults (e.g. a wider CRNN for the verifier: {"hidden_size":
+    # 128, "conv_channels": 16}); stored in the checkpoint, so export, conversion and the ensemble rebuild the same.
+    model_config: dict = field(default_factory=dict)
     epochs: int = 12
     batch_size: int = 128
     learning_rate: float = 3e-3
@@ -214,8 +218,12 @@ def _fit(config: FitConfig, clips: ClipSet, spec, rng, augmenter: Augmenter, bat
     keyword = clips.meta["keyword"]
     keyword_index = labels.index(keyword)
     front_end = TorchMelFrontEnd(spec).to(device)
-    model = build_model(config.model, n_mels=spec.n_mels, num_classes=len(labels)).to(device)
-    model_config: dict = {}  # architecture defaults; compression stages will store their overrides here
+    model_config = dict(config.model_config)  # the architecture's defaults but for these; travels in the checkpoint
+    try:
+        model = build_model(config.model, n_mels=spec.n_mels, num_classes=len(labels), **model_config).to(device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{config.model} cannot be built with --model-config {json.dumps(model_config)}: {error}") \
+            from None
     val_windows, val_labels = centered_windows(clips, augmenter, "val")
     if val_windows is None:
         raise ValueError("the validation split is empty; the data set needs train, val and test clips")
@@ -303,6 +311,23 @@ def _fit(config: FitConfig, clips: ClipSet, spec, rng, augmenter: Augmenter, bat
     return metrics
 
 
+def model_config_option(text: str) -> dict:
+    """`--model-config`: a JSON object (its keys are checked against the architecture in `parse_args`)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object of keyword arguments, got {text!r}")
+    return value
+
+
+def model_settings(model: str) -> list[str]:
+    """What `--model-config` may set for an architecture: its constructor's keyword arguments but n_mels and
+    num_classes, which come from the clip set."""
+    return sorted(set(inspect.signature(ARCHITECTURES[model]).parameters) - {"n_mels", "num_classes"})
+
+
 def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
     """What must be equal for a saved training state to be continued."""
     return {
@@ -316,6 +341,7 @@ def resume_settings(config: FitConfig, clips: ClipSet) -> dict:
         **({"babble": config.babble} if config.babble else {}),
         **({"formant_warp": config.formant_warp} if config.formant_warp else {}),
         **({"leave_out": list(config.leave_out)} if config.leave_out else {}),
+        **({"model_config": dict(config.model_config)} if config.model_config else {}),
         **({"false_accept_weight": config.false_accept_weight} if config.false_accept_weight != 1.0 else {}),
         **({"front_end": config.front_end} if config.front_end not in (None, LOG_MEL) else {}),
         "data": clips.meta.get("cache_key", str(Path(config.data).resolve())),
@@ -334,6 +360,11 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
     parser.add_argument("--data", type=Path, required=True, help="clip set folder (printed by train.build_data)")
     parser.add_argument("--out", type=Path, required=True, help="folder for best.pt and metrics.json")
     parser.add_argument("--model", choices=sorted(ARCHITECTURES), default=defaults.model, help="architecture")
+    parser.add_argument(
+        "--model-config", type=model_config_option, default={}, metavar="JSON",
+        help="JSON object of keyword arguments that override the architecture's defaults, e.g. '{\"hidden_size\": "
+        "128, \"conv_channels\": 16}' for a wider CRNN; stored in the checkpoint; {} keeps the architecture's own",
+    )
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="clips per optimiser step")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="peak one-cycle LR")
@@ -422,6 +453,10 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
         parser.error(f"--babble must be within 0..1, got {args.babble}")
     if args.false_accept_weight <= 0:
         parser.error(f"--false-accept-weight must be > 0, got {args.false_accept_weight}")
+    accepted = model_settings(args.model)
+    unknown = sorted(set(args.model_config) - set(accepted))
+    if unknown:
+        parser.error(f"--model-config: {args.model} takes no {', '.join(unknown)}; it takes {', '.join(accepted)}")
     return FitConfig(**{k.replace("-", "_"): v for k, v in vars(args).items()})
 
 
