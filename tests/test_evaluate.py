@@ -269,6 +269,46 @@ def test_the_threshold_chosen_on_val_is_what_the_test_report_scores_as_shipped(t
     assert "set at conversion" in shipped_line({**test_report, "shipped_threshold": {**fresh, **point}})
 
 
+def test_the_report_breaks_the_misses_and_false_accepts_down_at_the_shipped_threshold_too():
+    from train.evaluate.cli import as_shipped, operating_breakdown
+    from train.evaluate.report import markdown
+    from train.evaluate.streams import Stream
+
+    spans = [(10.0, 10.5), (30.0, 30.5)]
+    # john's keywords score 0.8 and 0.3, the Piper voice's 0.9 and 0.45; an hour of babble peaks at 0.4 and 0.2,
+    # an hour of pink noise at 0.1.
+    ours_pos = [peaks([10.2, 30.2], [0.8, 0.3], 60.0, spans), peaks([10.2, 30.2], [0.9, 0.45], 60.0, spans)]
+    ours_neg = [peaks([100.0, 200.0], [0.4, 0.2], 3600.0), peaks([100.0], [0.1], 3600.0)]
+    positives = [Stream(0, "positive", "f", "espeak:en-us+john", 60.0, spans, {"snr_db": 20.0, "noise": "pink"}, ""),
+                 Stream(1, "positive", "f", "piper:joe", 60.0, spans, {"snr_db": 8.0, "noise": "babble"}, "")]
+    negatives = [Stream(2, "negative", "f", "espeak:en+zac", 3600.0, [], {"noise": "babble"}, ""),
+                 Stream(3, "negative", "none", "none", 3600.0, [], {"noise": "pink"}, "")]  # fmt: skip
+    curve = sweep(ours_pos, ours_neg, [0.15, 0.25, 0.35, 0.5], hit_after_s=1.0)
+    # 0.5 FA/h over 2 h allows one false accept: 0.25 (the 0.4 peak) is the lowest threshold that keeps to it.
+    where = operating_breakdown(curve, 0.5, ours_pos, positives, ours_neg, negatives, 1.0)
+    assert where["threshold"] == 0.25 and where["positives"]["voice john"]["frr"] == 0.0
+    shipped = as_shipped({"section": "detection", "threshold": 0.5, "source": None}, ours_pos, positives, ours_neg,
+                         negatives, 1.0)  # fmt: skip
+    assert shipped["frr"] == 0.5 and shipped["false_accepts"] == 0
+    assert shipped["positives"]["voice john"] == {"frr": 0.5, "keywords": 2}
+    assert shipped["positives"]["snr 5-12 dB"] == {"frr": 0.5, "keywords": 2}
+    assert shipped["negatives"]["noise babble"] == {"fa_per_hour": 0.0, "false_accepts": 0, "hours": 1.0}
+    report = {
+        "keyword": "sheila", "bundle": "b", "detector": "streaming", "systems": {},
+        "streams": {"positives": 4, "positive_hours": 0.03, "negative_hours": 2.0, "folder": "data/s"},
+        "breakdown": where, "shipped_threshold": shipped,
+    }  # fmt: skip
+    text = markdown(report)
+    assert "At threshold 0.2500 (the threshold for 0.5 FA/h); as shipped: ours at 0.5000:" in text
+    assert "| positives | FRR | FRR as shipped | keywords |" in text
+    assert "| voice john | 0.0% | 50.0% | 2 |" in text and "| voice piper:joe | 0.0% | 50.0% | 2 |" in text
+    assert "| negatives | FA/h | false accepts | FA/h as shipped | false accepts as shipped | hours |" in text
+    assert "| noise babble | 1.00 | 1 | 0.00 | 0 | 1.00 |" in text
+    # Without a shipped threshold the tables keep their old columns.
+    plain = markdown({**report, "shipped_threshold": None})
+    assert "| positives | FRR | keywords |" in plain and "| negatives | FA/h | false accepts | hours |" in plain
+
+
 def test_peer_spots_the_keyword_in_a_short_clip_and_one_pass_equals_separate_runs():
     from train.data.clipset import resample
 

@@ -294,7 +294,8 @@ def run(args) -> int:
     section = "verifier" if verifier is not None else "detection"  # the threshold of what was evaluated
     shipped = shipped_threshold(manifest, section)
     if shipped is not None:  # as the bundle came in, before a threshold chosen here replaces it
-        report["shipped_threshold"] = {**shipped, **at_threshold(ours_pos, ours_neg, shipped["threshold"], hit_after)}
+        report["shipped_threshold"] = as_shipped(shipped, ours_pos, scored_positives, ours_neg, scored_negatives,
+                                                 hit_after)  # fmt: skip
     if args.target_fa_per_hour is not None:
         report["threshold"] = choose_threshold(args, curve, report, section)
     paths = write_report(report, curves, args.out)
@@ -326,6 +327,17 @@ def shipped_threshold(manifest: dict, section: str) -> dict | None:
     if not isinstance(values, dict) or values.get("threshold") is None:
         return None
     return {"section": section, "threshold": float(values["threshold"]), "source": values.get("threshold_source")}
+
+
+def as_shipped(shipped: dict, ours_pos, positives, ours_neg, negatives, hit_after: float) -> dict:
+    """The shipped threshold's entry of the report: FRR and FA/h at it, and where a user's misses and false accepts
+    would be (the breakdown by voice, SNR and noise again, at the threshold they run)."""
+    threshold = shipped["threshold"]
+    return {
+        **shipped, **at_threshold(ours_pos, ours_neg, threshold, hit_after),
+        "positives": breakdown(ours_pos, positives, threshold, hit_after),
+        "negatives": false_accepts_by_group(ours_neg, [s.scene["noise"] for s in negatives], threshold),
+    }  # fmt: skip
 
 
 def at_threshold(positive: list[Scored], negative: list[Scored], threshold: float, hit_after: float) -> dict:

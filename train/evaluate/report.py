@@ -174,17 +174,23 @@ def markdown(report: dict) -> str:
             (label if labels.count(label) == 1 else f"{label}, {system.get('checkpoint', name)}"): system["breakdown"]
             for label, (name, system) in zip(labels, referenced, strict=True)
         }
+        # Beside them, ours at the threshold the bundle ships, when the report scored it: what a user would get.
+        as_shipped = report.get("shipped_threshold") or {}
+        shipped_positives, shipped_negatives = as_shipped.get("positives"), as_shipped.get("negatives")
         lines += [
             "",
             f"At threshold {where['threshold']:.4f} ({where['why']})"
             + "".join(f"; {name} at {b['threshold']:.4f} ({b['why']})" for name, b in others.items())
+            + (f"; as shipped: ours at {as_shipped['threshold']:.4f}" if shipped_positives else "")
             + ":",
             "",
-            "| positives | FRR | " + "".join(f"FRR, {name} | " for name in others) + "keywords |",
-            "| --- | --- | " + "--- | " * len(others) + "--- |",
+            "| positives | FRR | " + ("FRR as shipped | " if shipped_positives else "")
+            + "".join(f"FRR, {name} | " for name in others) + "keywords |",
+            "| --- | --- | " + ("--- | " if shipped_positives else "") + "--- | " * len(others) + "--- |",
         ]
         lines += [
             f"| {k} | {_percent(v['frr'])} | "
+            + (f"{_percent(shipped_positives.get(k, {}).get('frr'))} | " if shipped_positives else "")
             + "".join(f"{_percent(b['positives'].get(k, {}).get('frr'))} | " for b in others.values())
             + f"{v['keywords']} |"
             for k, v in where["positives"].items()
@@ -193,9 +199,17 @@ def markdown(report: dict) -> str:
         if delay:
             lines += ["", f"Detections fire a median {delay['median_s']:.2f} s after the keyword ends (90% within "
                       f"{delay['p90_s']:.2f} s; {delay['found']} keywords found)."]  # fmt: skip
-        lines += ["", "| negatives | FA/h | false accepts | hours |", "| --- | --- | --- | --- |"]
+        shipped_header = "FA/h as shipped | false accepts as shipped | " if shipped_negatives else ""
         lines += [
-            f"| {k} | {v['fa_per_hour']:.2f} | {v['false_accepts']} | {v['hours']:.2f} |"
+            "",
+            f"| negatives | FA/h | false accepts | {shipped_header}hours |",
+            "| --- | --- | --- | " + "--- | " * shipped_header.count("|") + "--- |",
+        ]
+        lines += [
+            f"| {k} | {v['fa_per_hour']:.2f} | {v['false_accepts']} | "
+            + (f"{shipped_negatives[k]['fa_per_hour']:.2f} | {shipped_negatives[k]['false_accepts']} | "
+               if shipped_negatives else "")
+            + f"{v['hours']:.2f} |"
             for k, v in where["negatives"].items()
         ]
     chosen = report.get("threshold")
