@@ -289,16 +289,17 @@ def test_the_report_breaks_the_misses_and_false_accepts_down_at_the_shipped_thre
     assert where["threshold"] == 0.25 and where["positives"]["voice john"]["frr"] == 0.0
     shipped = as_shipped({"section": "detection", "threshold": 0.5, "source": None}, ours_pos, positives, ours_neg,
                          negatives, 1.0)  # fmt: skip
-    assert shipped["frr"] == 0.5 and shipped["false_accepts"] == 0
-    assert shipped["positives"]["voice john"] == {"frr": 0.5, "keywords": 2}
-    assert shipped["positives"]["snr 5-12 dB"] == {"frr": 0.5, "keywords": 2}
-    assert shipped["negatives"]["noise babble"] == {"fa_per_hour": 0.0, "false_accepts": 0, "hours": 1.0}
+    assert shipped["frr"] == 0.5 and shipped["false_accepts"] == 0 and shipped["positives"] == 4
+    assert shipped["breakdown"]["positives"]["voice john"] == {"frr": 0.5, "keywords": 2}
+    assert shipped["breakdown"]["positives"]["snr 5-12 dB"] == {"frr": 0.5, "keywords": 2}
+    assert shipped["breakdown"]["negatives"]["noise babble"] == {"fa_per_hour": 0.0, "false_accepts": 0, "hours": 1.0}
     report = {
         "keyword": "sheila", "bundle": "b", "detector": "streaming", "systems": {},
         "streams": {"positives": 4, "positive_hours": 0.03, "negative_hours": 2.0, "folder": "data/s"},
         "breakdown": where, "shipped_threshold": shipped,
     }  # fmt: skip
     text = markdown(report)
+    assert "misses 50.0% of the 4 keywords here, with 0.00 false accepts per hour (0 in 2.00 h)" in text
     assert "At threshold 0.2500 (the threshold for 0.5 FA/h); as shipped: ours at 0.5000:" in text
     assert "| positives | FRR | FRR as shipped | keywords |" in text
     assert "| voice john | 0.0% | 50.0% | 2 |" in text and "| voice piper:joe | 0.0% | 50.0% | 2 |" in text

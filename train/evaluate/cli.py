@@ -335,8 +335,10 @@ def as_shipped(shipped: dict, ours_pos, positives, ours_neg, negatives, hit_afte
     threshold = shipped["threshold"]
     return {
         **shipped, **at_threshold(ours_pos, ours_neg, threshold, hit_after),
-        "positives": breakdown(ours_pos, positives, threshold, hit_after),
-        "negatives": false_accepts_by_group(ours_neg, [s.scene["noise"] for s in negatives], threshold),
+        "breakdown": {
+            "positives": breakdown(ours_pos, positives, threshold, hit_after),
+            "negatives": false_accepts_by_group(ours_neg, [s.scene["noise"] for s in negatives], threshold),
+        },
     }  # fmt: skip
 
 

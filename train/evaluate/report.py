@@ -176,7 +176,8 @@ def markdown(report: dict) -> str:
         }
         # Beside them, ours at the threshold the bundle ships, when the report scored it: what a user would get.
         as_shipped = report.get("shipped_threshold") or {}
-        shipped_positives, shipped_negatives = as_shipped.get("positives"), as_shipped.get("negatives")
+        shipped_positives = as_shipped.get("breakdown", {}).get("positives")
+        shipped_negatives = as_shipped.get("breakdown", {}).get("negatives")
         lines += [
             "",
             f"At threshold {where['threshold']:.4f} ({where['why']})"
