@@ -80,6 +80,11 @@ VERIFIER_SIZE ?= 3
 ifeq ($(shell [ "$(VERIFIER_SIZE)" -ge 1 ] 2>/dev/null && echo ok),)
 $(error VERIFIER_SIZE must be a whole number >= 1, got '$(VERIFIER_SIZE)')
 endif
+# The verifier's teachers' own size (train.fit --model-config: a JSON object of the TEACHER architecture's keyword
+# arguments, e.g. {"hidden_size": 128, "conv_channels": 16}); empty: the architecture's defaults. The teacher the
+# student is compressed from keeps the defaults (issue 5's baseline); with a size set, the verifier's teachers are
+# trained apart from it even on shared data.
+VERIFIER_CONFIG ?=
 FIT_ARGS = --epochs $(EPOCHS) --speech-context $(SPEECH_CONTEXT) --whisper $(WHISPER) \
 	--false-accept-weight $(FA_WEIGHT) $(if $(FRONT_END),--front-end $(FRONT_END)) $(if $(VTLP),--vtlp $(VTLP)) \
 	$(if $(filter-out 0,$(FORMANT_WARP)),--formant-warp $(FORMANT_WARP)) $(foreach p,$(LEAVE_OUT),--leave-out "$(p)") --resume
@@ -106,11 +111,13 @@ COMPRESSED := $(filter 1,$(COMPRESS))
 # size); empty when they share the student's.
 OWN_VERIFIER_DATA := $(if $(and $(COMPRESSED),$(TEACHER),$(filter synthetic,$(DATA))),$(filter-out $(SIZE),$(VERIFIER_SIZE)))
 VERIFIER_DATA_FILE := $(OUT)/$(if $(OWN_VERIFIER_DATA),verifier_data_path.txt,data_path.txt)
-# The trainings `make train` adds for the verifier, in $(OUT)/train/$(VERIFIER_RUN)-seed<seed>: on their own data
-# every teacher of it; on shared data the teacher itself is the first, so only seeds SEED+1, ... (none for 1).
-VERIFIER_RUN := $(if $(OWN_VERIFIER_DATA),verifier-$(TEACHER),$(TEACHER))
-VERIFIER_SEEDS := $(if $(and $(COMPRESSED),$(TEACHER)),$(shell seq $(if $(OWN_VERIFIER_DATA),$(SEED),$$(( $(SEED) + 1 ))) $$(( $(SEED) + $(VERIFIER_TEACHERS) - 1 ))))
-VERIFIER_MEMBERS := $(if $(and $(COMPRESSED),$(TEACHER)),$(if $(OWN_VERIFIER_DATA),,$(OUT)/train/$(TEACHER)/best.pt) \
+# The verifier's teachers are trainings of their own when they have their own data or their own size.
+OWN_VERIFIER_RUNS := $(if $(and $(COMPRESSED),$(TEACHER)),$(or $(OWN_VERIFIER_DATA),$(VERIFIER_CONFIG)))
+# The trainings `make train` adds for the verifier, in $(OUT)/train/$(VERIFIER_RUN)-seed<seed>: trained apart, every
+# teacher of it; otherwise the teacher itself is the first, so only seeds SEED+1, ... (none for 1).
+VERIFIER_RUN := $(if $(OWN_VERIFIER_RUNS),verifier-$(TEACHER),$(TEACHER))
+VERIFIER_SEEDS := $(if $(and $(COMPRESSED),$(TEACHER)),$(shell seq $(if $(OWN_VERIFIER_RUNS),$(SEED),$$(( $(SEED) + 1 ))) $$(( $(SEED) + $(VERIFIER_TEACHERS) - 1 ))))
+VERIFIER_MEMBERS := $(if $(and $(COMPRESSED),$(TEACHER)),$(if $(OWN_VERIFIER_RUNS),,$(OUT)/train/$(TEACHER)/best.pt) \
 	$(foreach s,$(VERIFIER_SEEDS),$(OUT)/train/$(VERIFIER_RUN)-seed$(s)/best.pt))
 # More than one member: they are joined into $(OUT)/train/verifier.
 JOINED_VERIFIER := $(filter-out 0 1,$(words $(VERIFIER_MEMBERS)))
@@ -160,6 +167,7 @@ help:
 	@echo "  LEAVE_OUT=$(LEAVE_OUT)   voice-group prefixes to train without (e.g. piper); the test and eval keep them"
 	@echo "  VERIFIER_TEACHERS=$(VERIFIER_TEACHERS)   teachers (seeds SEED, SEED+1, ...) whose mean logit verifies detections (1: the teacher alone)"
 	@echo "  VERIFIER_SIZE=$(VERIFIER_SIZE)   synthetic data scale the verifier's teachers train on (SIZE: the student's data)"
+	@echo "  VERIFIER_CONFIG=$(VERIFIER_CONFIG)   the verifier's teachers' size, a JSON object of TEACHER settings (empty: its defaults)"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
 	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio) | auto"
 	@echo "  SELECT_FA=$(SELECT_FA)   with SELECT_ON=streams: false accepts per hour whose FRRs are averaged"
@@ -221,7 +229,7 @@ train: $(TRAIN_VENV)/.installed
 		"(VERIFIER_SIZE=$(VERIFIER_SIZE)); run 'make data' first" >&2; exit 1; })
 	$(if $(VERIFIER_SEEDS),$(foreach s,$(VERIFIER_SEEDS),$(TRAIN_ENV) $(TPY) -m train.fit \
 		--data "$$(cat $(VERIFIER_DATA_FILE))" --model $(TEACHER) $(FIT_ARGS) --seed $(s) \
-		--out $(OUT)/train/$(VERIFIER_RUN)-seed$(s) &&) true)
+		$(if $(VERIFIER_CONFIG),--model-config '$(VERIFIER_CONFIG)') --out $(OUT)/train/$(VERIFIER_RUN)-seed$(s) &&) true)
 	$(if $(JOINED_VERIFIER),$(TRAIN_ENV) $(TPY) -m train.ensemble --data "$$(cat $(VERIFIER_DATA_FILE))" \
 		--members $(VERIFIER_MEMBERS) --out $(OUT)/train/verifier)
 	$(if $(or $(COMPRESSED),$(filter $(TEACHER),$(MODEL))),,$(TRAIN_ENV) $(TPY) -m train.fit --data "$$(cat $(OUT)/data_path.txt)" \

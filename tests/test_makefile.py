@@ -122,6 +122,21 @@ def test_the_quality_preset_gives_its_student_vtlp_and_the_budget_student_none()
     assert "--vtlp" not in compress_command("PRESET=quality", "STUDENT_VTLP=")  # overridable
 
 
+def test_a_verifier_size_reaches_only_the_verifier_teachers_which_then_train_apart_on_shared_data() -> None:
+    config = '{"hidden_size": 128, "conv_channels": 16}'
+    text = plan(f"VERIFIER_CONFIG={config}", "VERIFIER_SIZE=1")
+    fits = re.findall(r"train\.fit [^&\n]*", text)
+    # The compression teacher (issue 5's baseline) keeps the CRNN's own size; all three verifier teachers, the first
+    # included, are trainings of their own with the size, on the student's clip set.
+    assert "--model-config" not in fits[0] and all(f"--model-config '{config}'" in line for line in fits[1:])
+    assert trainings(text) == [
+        ("data_path.txt", "0", "crnn"), ("data_path.txt", "0", "verifier-crnn-seed0"),
+        ("data_path.txt", "1", "verifier-crnn-seed1"), ("data_path.txt", "2", "verifier-crnn-seed2"),
+    ]
+    assert re.search(r"--members( +/tmp/kws-plan/train/verifier-crnn-seed[012]/best\.pt){3} ", text)
+    assert "--model-config" not in plan("VERIFIER_CONFIG=")
+
+
 def test_formant_warp_reaches_every_teacher_and_is_off_by_default() -> None:
     fits = re.findall(r"train\.fit [^&\n]*", plan("FORMANT_WARP=0.5"))
     assert len(fits) == 4 and all("--formant-warp 0.5" in line for line in fits)
