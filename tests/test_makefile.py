@@ -42,13 +42,18 @@ def test_default_verifier_teachers_train_on_their_own_three_times_larger_data() 
         ("verifier_data_path.txt", "1", "verifier-crnn-seed1"),
         ("verifier_data_path.txt", "2", "verifier-crnn-seed2"),
     ]
+    # The verifier's teachers are wider CRNNs; the compression teacher keeps the baseline's size (issue 5).
+    fits = re.findall(r"train\.fit [^&\n]*", text)
+    assert "--model-config" not in fits[0]
+    assert all("--model-config '{\"hidden_size\": 128, \"conv_channels\": 16}'" in line for line in fits[1:])
     assert re.search(r"train\.ensemble --data \"\$\(cat /tmp/kws-plan/verifier_data_path.txt\)\"", text)
     assert re.search(r"--members( +/tmp/kws-plan/train/verifier-crnn-seed[012]/best\.pt){3} ", text)
     assert re.search(r"--verifier +/tmp/kws-plan/train/verifier/best\.pt", text)
 
 
 def test_verifier_size_equal_to_size_shares_the_student_data() -> None:
-    text = plan("VERIFIER_SIZE=1")
+    # With the CRNN's own size (VERIFIER_CONFIG empty) the compression teacher is the verifier's first member.
+    text = plan("VERIFIER_SIZE=1", "VERIFIER_CONFIG=")
     assert not re.search(r"--size [2-9]", text) and "verifier_data_path" not in text
     assert trainings(text) == [
         ("data_path.txt", "0", "crnn"), ("data_path.txt", "1", "crnn-seed1"), ("data_path.txt", "2", "crnn-seed2"),
@@ -66,7 +71,7 @@ def test_one_verifier_teacher_on_its_own_data_is_the_verifier() -> None:
 
 
 def test_one_teacher_on_the_student_data_is_the_compression_teacher_itself() -> None:
-    text = plan("VERIFIER_TEACHERS=1", "VERIFIER_SIZE=1")
+    text = plan("VERIFIER_TEACHERS=1", "VERIFIER_SIZE=1", "VERIFIER_CONFIG=")
     assert trainings(text) == [("data_path.txt", "0", "crnn")]
     assert "train.ensemble" not in text
     assert re.search(r"--verifier +/tmp/kws-plan/train/crnn/best\.pt", text)
@@ -75,7 +80,12 @@ def test_one_teacher_on_the_student_data_is_the_compression_teacher_itself() -> 
 def test_other_data_sources_keep_one_clip_set() -> None:
     text = plan("DATA=folder", "DATA_DIR=/tmp/nowhere")
     assert "verifier_data_path" not in text
-    assert [out for _, _, out in trainings(text)] == ["crnn", "crnn-seed1", "crnn-seed2"]
+    # The verifier's wider teachers train apart from the compression teacher, on the same clip set.
+    assert [out for _, _, out in trainings(text)] == [
+        "crnn", "verifier-crnn-seed0", "verifier-crnn-seed1", "verifier-crnn-seed2",
+    ]
+    same_size = plan("DATA=folder", "DATA_DIR=/tmp/nowhere", "VERIFIER_CONFIG=")
+    assert [out for _, _, out in trainings(same_size)] == ["crnn", "crnn-seed1", "crnn-seed2"]
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
