@@ -164,6 +164,13 @@ def test_a_model_config_sizes_the_architecture_travels_in_the_checkpoint_and_is_
         cwd=REPO, capture_output=True, text=True, check=False,
     )
     assert result.returncode == 2 and "crnn cannot be built with --model-config" in result.stderr
+    for text, why in (("{oops", "not JSON"), ("[128]", "must be a JSON object of keyword arguments, got '[128]'")):
+        result = subprocess.run(
+            [sys.executable, "-m", "train.fit", "--data", str(clipset), "--out", str(tmp_path / "x"),
+             "--model-config", text],
+            cwd=REPO, capture_output=True, text=True, check=False,
+        )
+        assert result.returncode == 2 and f"argument --model-config: {why}" in result.stderr
 
 
 def test_speech_context_changes_the_training_windows_and_is_checked_on_the_command_line(tmp_path):

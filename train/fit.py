@@ -24,6 +24,7 @@ from tqdm import tqdm
 from edge_runtime.cli_parser import OneLineErrorParser
 from edge_runtime.features import FRONT_ENDS, LOG_MEL, MODEL_FRONT_END, FeatureSpec
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from train.cli_options import json_object
 from train.data.augment import (
     BABBLE_PROBABILITY,
     BABBLE_TALKERS,
@@ -311,17 +312,6 @@ def _fit(config: FitConfig, clips: ClipSet, spec, rng, augmenter: Augmenter, bat
     return metrics
 
 
-def model_config_option(text: str) -> dict:
-    """`--model-config`: a JSON object (its keys are checked against the architecture in `parse_args`)."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object of keyword arguments, got {text!r}")
-    return value
-
-
 def model_settings(model: str) -> list[str]:
     """What `--model-config` may set for an architecture: its constructor's keyword arguments but n_mels and
     num_classes, which come from the clip set."""
@@ -361,7 +351,7 @@ def parse_args(argv: list[str] | None = None) -> FitConfig:
     parser.add_argument("--out", type=Path, required=True, help="folder for best.pt and metrics.json")
     parser.add_argument("--model", choices=sorted(ARCHITECTURES), default=defaults.model, help="architecture")
     parser.add_argument(
-        "--model-config", type=model_config_option, default={}, metavar="JSON",
+        "--model-config", type=json_object, default={}, metavar="JSON",
         help="JSON object of keyword arguments that override the architecture's defaults, e.g. '{\"hidden_size\": "
         "128, \"conv_channels\": 16}' for a wider CRNN; stored in the checkpoint; {} keeps the architecture's own",
     )

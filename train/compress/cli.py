@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edge_runtime.cli_parser import OneLineErrorParser
 from train.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from train.cli_options import json_object
 from train.compress.bank import build_bank
 from train.compress.chain import METHODS, ChainSettings, Stage, parse_methods, run_chain
 from train.compress.macs import count_macs
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "CausalDSCNN keyword arguments")
     parser.add_argument("--prune-floor", type=_json_widths, default=defaults.prune_floor,
                         help="smallest DS-CNN widths pruning may reach (JSON list: stem, then each block)")
-    parser.add_argument("--crnn-target", type=_json_config, default=defaults.crnn_target,
+    parser.add_argument("--crnn-target", type=json_object, default=defaults.crnn_target,
                         help="CRNN size distillation alone trains and pruning alone may reach (JSON)")
     for name in INT_SETTINGS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
@@ -161,17 +162,7 @@ def _student_config(text: str) -> dict:
         return dict(STUDENTS[text])
     if not text.lstrip().startswith("{"):
         raise argparse.ArgumentTypeError(f"must be one of {', '.join(STUDENTS)} or a JSON object, got {text!r}")
-    return _json_config(text)
-
-
-def _json_config(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object of keyword arguments")
-    return value
+    return json_object(text)
 
 
 def _json_widths(text: str) -> list[int]:
