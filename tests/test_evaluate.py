@@ -305,6 +305,19 @@ def test_the_report_breaks_the_misses_and_false_accepts_down_at_the_shipped_thre
     assert "| voice john | 0.0% | 50.0% | 2 |" in text and "| voice piper:joe | 0.0% | 50.0% | 2 |" in text
     assert "| negatives | FA/h | false accepts | FA/h as shipped | false accepts as shipped | hours |" in text
     assert "| noise babble | 1.00 | 1 | 0.00 | 0 | 1.00 |" in text
+    # When this run chose a threshold and wrote it into the manifest (make eval-val), the bundle's own threshold is
+    # what it came in with, no longer what ships: the report says so and names the one that replaced it.
+    point = {"threshold": 0.25, "frr": 0.0, "fa_per_hour": 0.5}
+    replaced = markdown({**report, "threshold": {"target_fa_per_hour": 0.5, "chosen": point, "written": True}})
+    assert "As it came in: the bundle's `detection.threshold` 0.5000 (set at conversion, on the val clips)" in replaced
+    assert "This run then wrote 0.2500 (for 0.5 FA/h) into the manifest in its place: that is what ships now." in (
+        replaced
+    )
+    assert "; as it came in: ours at 0.5000:" in replaced
+    assert "| positives | FRR | FRR as it came in | keywords |" in replaced
+    assert "| negatives | FA/h | false accepts | FA/h as it came in | false accepts as it came in | hours |" in replaced
+    unwritten = markdown({**report, "threshold": {"target_fa_per_hour": 0.5, "chosen": point, "written": False}})
+    assert "As shipped: the bundle's" in unwritten and "This run then wrote" not in unwritten
     # Without a shipped threshold the tables keep their old columns.
     plain = markdown({**report, "shipped_threshold": None})
     assert "| positives | FRR | keywords |" in plain and "| negatives | FA/h | false accepts | hours |" in plain

@@ -117,6 +117,17 @@ def _threshold_origin(source: dict | None, streams_folder: str) -> str:
     return origin
 
 
+def _replaced_here(report: dict) -> dict | None:
+    """The threshold this run chose and wrote into the manifest, when it did: the bundle's threshold as it came in
+    is then no longer what ships."""
+    chosen = report.get("threshold") or {}
+    return chosen["chosen"] if chosen.get("written") and chosen.get("chosen") else None
+
+
+def _shipped_name(report: dict) -> str:
+    return "as it came in" if _replaced_here(report) else "as shipped"
+
+
 def shipped_line(report: dict) -> str | None:
     """What the bundle's own threshold does on these streams: the figure a user gets, unlike the curve's points,
     which each take the threshold these streams pick."""
@@ -124,11 +135,19 @@ def shipped_line(report: dict) -> str | None:
     if not shipped:
         return None
     origin = _threshold_origin(shipped.get("source"), report["streams"]["folder"])
-    return (
-        f"As shipped: the bundle's `{shipped['section']}.threshold` {shipped['threshold']:.4f} ({origin}) misses "
+    line = (
+        f"{_shipped_name(report).capitalize()}: the bundle's `{shipped['section']}.threshold` "
+        f"{shipped['threshold']:.4f} ({origin}) misses "
         f"{_percent(shipped['frr'])} of the {shipped['positives']} keywords here, with {shipped['fa_per_hour']:.2f} "
         f"false accepts per hour ({shipped['false_accepts']} in {shipped['negative_hours']:.2f} h)."
     )
+    replaced = _replaced_here(report)
+    if replaced:
+        line += (
+            f" This run then wrote {replaced['threshold']:.4f} (for {report['threshold']['target_fa_per_hour']:g} "
+            "FA/h) into the manifest in its place: that is what ships now."
+        )
+    return line
 
 
 def markdown(report: dict) -> str:
@@ -176,16 +195,17 @@ def markdown(report: dict) -> str:
         }
         # Beside them, ours at the threshold the bundle ships, when the report scored it: what a user would get.
         as_shipped = report.get("shipped_threshold") or {}
+        shipped_name = _shipped_name(report)
         shipped_positives = as_shipped.get("breakdown", {}).get("positives")
         shipped_negatives = as_shipped.get("breakdown", {}).get("negatives")
         lines += [
             "",
             f"At threshold {where['threshold']:.4f} ({where['why']})"
             + "".join(f"; {name} at {b['threshold']:.4f} ({b['why']})" for name, b in others.items())
-            + (f"; as shipped: ours at {as_shipped['threshold']:.4f}" if shipped_positives else "")
+            + (f"; {shipped_name}: ours at {as_shipped['threshold']:.4f}" if shipped_positives else "")
             + ":",
             "",
-            "| positives | FRR | " + ("FRR as shipped | " if shipped_positives else "")
+            "| positives | FRR | " + (f"FRR {shipped_name} | " if shipped_positives else "")
             + "".join(f"FRR, {name} | " for name in others) + "keywords |",
             "| --- | --- | " + ("--- | " if shipped_positives else "") + "--- | " * len(others) + "--- |",
         ]
@@ -203,7 +223,7 @@ def markdown(report: dict) -> str:
         lines += [
             "",
             "| negatives | FA/h | false accepts | "
-            + ("FA/h as shipped | false accepts as shipped | " if shipped_negatives else "") + "hours |",
+            + (f"FA/h {shipped_name} | false accepts {shipped_name} | " if shipped_negatives else "") + "hours |",
             "| --- | --- | --- | " + ("--- | --- | " if shipped_negatives else "") + "--- |",
         ]
         lines += [
