@@ -138,10 +138,15 @@ class Verifier:
 
     def mean_at(self, last: int) -> float:
         """Mean keyword probability of the grid windows ending within the span that ends at frame `last`."""
-        hop = self.hop_frames
-        first_grid = -(-(last - self.span_frames + 1) // hop) * hop
-        grid = range(first_grid, last + 1, hop)
+        grid = grid_window_ends(last, self.span_frames, self.hop_frames)
         return float(np.mean([self.window_score(g) for g in grid])) if len(grid) else 0.0
+
+
+def grid_window_ends(last: int, span_frames: int, hop_frames: int) -> range:
+    """The last frames of the verifier's grid windows (multiples of `hop_frames`) within the `span_frames` frames
+    ending at frame `last`: the windows whose mean is the verified value of an output ending there."""
+    first = -(-(last - max(1, span_frames) + 1) // hop_frames) * hop_frames
+    return range(first, last + 1, hop_frames)
 
 
 class VerifiedPostProcessor(PostProcessor):
@@ -165,6 +170,13 @@ class VerifiedPostProcessor(PostProcessor):
 
     def values(self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
         """What the threshold is compared with: the verifier's mean where the gate is open, else 0."""
+        return self.values_and_gate(times_s, scores, frames)[0]
+
+    def values_and_gate(
+        self, times_s: np.ndarray, scores: np.ndarray, frames: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`values`, and beside them the smoothed probability the gate compares with (an evaluation sweeping the
+        gate keeps it: the verifier's mean at an output does not depend on the gate, only whether it is asked)."""
         if frames is None:
             raise ValueError("a verified post-processor needs each step's feature frames")
         self.verifier.add_frames(frames)
@@ -176,7 +188,7 @@ class VerifiedPostProcessor(PostProcessor):
             for index, last in zip(open_outputs.tolist(), last_frames.tolist(), strict=True):
                 values[index] = self.verifier.mean_at(last)
             self.gate_outputs += open_outputs.size
-        return values
+        return values, smoothed
 
     def reset(self) -> None:
         super().reset()
