@@ -171,11 +171,14 @@ help:
 	@echo "  VERIFIER_TEACHERS=$(VERIFIER_TEACHERS)   teachers (seeds SEED, SEED+1, ...) whose mean logit verifies detections (1: the teacher alone)"
 	@echo "  VERIFIER_SIZE=$(VERIFIER_SIZE)   synthetic data scale the verifier's teachers train on (SIZE: the student's data)"
 	@echo "  VERIFIER_CONFIG=$(VERIFIER_CONFIG)   the verifier's teachers' size, a JSON object of TEACHER settings (empty: its defaults)"
+	@echo "  VERIFIER_GATE=$(VERIFIER_GATE)   streaming probability at which the verifier starts scoring (empty: convert's default)"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
 	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio) | auto"
 	@echo "  SELECT_FA=$(SELECT_FA)   with SELECT_ON=streams: false accepts per hour whose FRRs are averaged"
 	@echo "  EVAL_TARGET_FA=$(EVAL_TARGET_FA)   make eval / eval-val: false accepts per hour the threshold is chosen for, on the val"
 	@echo "                 streams (empty: the manifest keeps its own); EVAL_NEGATIVE_HOURS=$(EVAL_NEGATIVE_HOURS) EVAL_POSITIVES=$(EVAL_POSITIVES)"
+	@echo "  EVAL_GATES=$(EVAL_GATES)   make eval-val: also measure the detector with the verifier's gate at each of these levels"
+	@echo "                 (comma-separated, e.g. 0.05,0.1,0.2; empty: none), to choose VERIFIER_GATE on the val streams"
 
 # ---- environments ----
 venvs: $(TRAIN_VENV)/.installed $(EDGE_VENV)/.installed
@@ -250,8 +253,12 @@ compress: $(TRAIN_VENV)/.installed
 # VERIFIER: the second stage (python -m convert --verifier) when compressing: by default the ensemble of the
 # VERIFIER_TEACHERS teachers (the one teacher when that is 1); VERIFIER= for none.
 VERIFIER ?= $(if $(COMPRESSED),$(if $(JOINED_VERIFIER),$(OUT)/train/verifier/best.pt,$(firstword $(VERIFIER_MEMBERS))))
+# The streaming model's smoothed probability at which the verifier starts scoring (convert --verifier-gate; empty:
+# convert's default, docs/quality.md "Two stages"); `make eval-val EVAL_GATES=...` measures other gates on val.
+VERIFIER_GATE ?=
 convert: $(TRAIN_VENV)/.installed
-	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge $(if $(VERIFIER),--verifier $(VERIFIER))
+	$(TRAIN_ENV) $(TPY) -m convert --checkpoint $(DEPLOY_CHECKPOINT) --out $(OUT)/edge $(if $(VERIFIER),--verifier $(VERIFIER)) \
+		$(if $(and $(VERIFIER),$(VERIFIER_GATE)),--verifier-gate $(VERIFIER_GATE))
 
 # Every compression stage and the converted int8 student side by side -> $(OUT)/compression/report.{json,md}
 compression-report: $(TRAIN_VENV)/.installed
@@ -298,13 +305,16 @@ eval: eval-val
 # The same measurement on the voices the clip set held out for val, with their own stream seed: what training changes
 # are chosen on and where the threshold for EVAL_TARGET_FA is chosen and written, so that the test streams above stay
 # unlooked-at (docs/quality.md). No peer. -> $(OUT)/eval-val/
+# EVAL_GATES (e.g. 0.05,0.1,0.2): the detector at each of these verifier gates too, from the same pass (a table in the
+# report), which is where VERIFIER_GATE is chosen; the threshold and the rest of the report stay at the bundle's gate.
+EVAL_GATES ?=
 .PHONY: eval-val
 eval-val: $(TRAIN_VENV)/.installed
 	@test -f $(OUT)/edge/manifest.json || { echo "error: no bundle in $(OUT)/edge; run 'make train-and-convert' first" >&2; exit 1; }
 	$(TRAIN_ENV) $(TPY) -m train.evaluate --split val --no-peer --model $(OUT)/edge --out $(OUT)/eval-val \
 		--cache-root $(CACHE) --negative-hours $(EVAL_NEGATIVE_HOURS) --positives $(EVAL_POSITIVES) \
 		--phases $(EVAL_PHASES) $(if $(EVAL_TARGET_FA),--target-fa-per-hour $(EVAL_TARGET_FA)) \
-		$(foreach r,$(wildcard $(EVAL_REFERENCE)),--reference "$(r)")
+		$(if $(EVAL_GATES),--gates $(EVAL_GATES)) $(foreach r,$(wildcard $(EVAL_REFERENCE)),--reference "$(r)")
 
 # ---- soak (issue 7): hours of audio through the edge runtime, twice fast and once at real-time pace ----
 SOAK_HOURS ?= 2

@@ -349,6 +349,8 @@ def test_cli_bad_input_is_one_error_line(tmp_path):
         ["--negative-hours", "0"],
         ["--model", str(tmp_path / "missing"), "--no-peer"],
         ["--reference", str(tmp_path / "teacher.pt"), "--detector", "window"],
+        ["--gates", "0.1,1.5"],
+        ["--gates", "low"],
     )
     for argv in bad:
         result = subprocess.run(

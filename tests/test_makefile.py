@@ -106,6 +106,14 @@ def test_eval_val_scores_the_val_voices_and_chooses_the_threshold_there() -> Non
                      text)  # fmt: skip
     assert "--negative-hours 10 --positives 400" in text and "--target-fa-per-hour 0.5" in text
     assert "--target-fa-per-hour" not in eval_plan("eval-val", "EVAL_TARGET_FA=")  # the manifest keeps its own
+    assert "--gates" not in text
+
+
+def test_eval_gates_sweep_the_verifier_gate_on_val_only() -> None:
+    """The gate, like the threshold, is chosen on the val voices: EVAL_GATES never reaches the test streams."""
+    joined = eval_plan("eval", "EVAL_GATES=0.05,0.1,0.2").replace("\\\n", " ")
+    val, test = [line for line in joined.splitlines() if "train.evaluate" in line]
+    assert re.search(r"--gates 0\.05,0\.1,0\.2\b", val) and "--gates" not in test
 
 
 def test_eval_chooses_the_threshold_on_val_before_it_reports_on_test() -> None:
@@ -151,3 +159,13 @@ def test_formant_warp_reaches_every_teacher_and_is_off_by_default() -> None:
     fits = re.findall(r"train\.fit [^&\n]*", plan("FORMANT_WARP=0.5"))
     assert len(fits) == 4 and all("--formant-warp 0.5" in line for line in fits)
     assert "--formant-warp" not in plan()
+
+
+def test_verifier_gate_reaches_the_conversion_only_when_there_is_a_verifier() -> None:
+    default = dry_run("convert", "OUT=/tmp/kws-plan")
+    assert "--verifier /tmp/kws-plan/train/verifier/best.pt" in default and "--verifier-gate" not in default
+    gated = dry_run("convert", "OUT=/tmp/kws-plan", "VERIFIER_GATE=0.3")
+    assert re.search(r"--verifier /tmp/kws-plan/train/verifier/best\.pt +\\?\s*--verifier-gate 0\.3\b", gated)
+    # Without a verifier there is no gate to set: the option stays off the command line.
+    alone = dry_run("convert", "OUT=/tmp/kws-plan", "VERIFIER=", "VERIFIER_GATE=0.3")
+    assert "-m convert" in alone and "--verifier" not in alone

@@ -275,18 +275,26 @@ def test_conversion_refuses_a_verifier_that_cannot_serve_before_any_work(tiny, t
         assert not out.exists()
 
 
-def test_the_evaluation_reports_how_often_the_verifier_ran_on_each_kind_of_stream(tiny, tmp_path):
-    from train.evaluate.cli import score_streams
-    from train.evaluate.report import _verifier_line
+def chirp_streams(folder: Path) -> list:
+    """A positive stream (three chirps, the tiny model's keyword) and a negative one, saved as the evaluation's
+    streams are."""
     from train.evaluate.streams import Stream
 
     streams = []
     for index, (kind, keyword_at) in enumerate([("positive", (1.0, 3.6, 6.4)), ("negative", ())]):
         audio = scene(keyword_at=keyword_at)
-        np.save(tmp_path / f"{index}.npy", np.round(audio * 32767).astype(np.int16))
+        np.save(folder / f"{index}.npy", np.round(audio * 32767).astype(np.int16))
         spans = [(t, t + 0.5) for t in keyword_at]
         scene_info = {"noise": "none"}
         streams.append(Stream(index, kind, "tiny", "chirp", audio.size / RATE, spans, scene_info, f"{index}.npy"))
+    return streams
+
+
+def test_the_evaluation_reports_how_often_the_verifier_ran_on_each_kind_of_stream(tiny, tmp_path):
+    from train.evaluate.cli import score_streams
+    from train.evaluate.report import _verifier_line
+
+    streams = chirp_streams(tmp_path)
     detector = StreamingDetector(tiny["out"])
     tracks, _, usage = score_streams(detector, tmp_path, streams, progress=False)
     assert set(usage) == {"negative", "positive"} and len(tracks) == 2
@@ -345,3 +353,51 @@ def test_the_evaluation_writes_the_threshold_of_the_stage_it_measured(tiny, tmp_
     result = run_edge("run", "--model", copy, "--wav", tmp_path / "none.wav")
     assert result.returncode != 0  # (no such file) but the bundle with the written threshold loaded first
     assert "none.wav" in result.stderr.decode()
+
+
+def gated_copy(tiny, tmp_path: Path, gate: float) -> Path:
+    (tmp_path / f"gate{gate:g}").mkdir()
+    return broken_copy(tiny, tmp_path / f"gate{gate:g}", lambda manifest, _: manifest["verifier"].update(gate=gate))
+
+
+def test_a_gate_sweep_from_one_lower_pass_is_each_gate_scored_on_its_own(tiny, tmp_path):
+    from train.evaluate.cli import gate_sweep, score_streams
+    from train.evaluate.report import gate_sweep_lines
+    from train.evaluate.streams import stream_audio
+
+    streams = chirp_streams(tmp_path)
+    deployed = DEFAULT_VERIFIER_GATE
+    sweeping = StreamingDetector(tiny["out"], scoring_gate=0.05)
+    assert sweeping.verifier.gate == 0.05 and sweeping.deployed_gate == deployed
+    tracks, _, usage = score_streams(sweeping, tmp_path, streams, progress=False)
+    own, _, own_usage = score_streams(StreamingDetector(tiny["out"]), tmp_path, streams, progress=False)
+    # What the sweeping detector reports of the bundle is the bundle at its own gate, verifier usage included.
+    assert usage == own_usage
+    for track, alone in zip(tracks, own, strict=True):
+        np.testing.assert_array_equal(track.scores, alone.scores)
+
+    for gate in (0.05, 0.1, deployed, 0.5):
+        detector = StreamingDetector(gated_copy(tiny, tmp_path, gate))
+        for stream, track in zip(streams, tracks, strict=True):
+            scored = detector.score(stream_audio(tmp_path, stream))
+            np.testing.assert_array_equal(sweeping.at_gate(track, gate).scores, scored.scores)
+            assert sweeping.usage_at_gate(track, gate) == detector.last_verifier_usage
+    with pytest.raises(ValueError, match="gates from there up"):
+        sweeping.at_gate(tracks[0], 0.01)
+
+    sweep = gate_sweep(sweeping, streams, tracks, (0.05, deployed, 0.5), hit_after=SPEC.clip_seconds)
+    assert [row["gate"] for row in sweep["gates"]] == [0.05, deployed, 0.5]
+    assert sweep["scored_with_gate"] == 0.05 and sweep["deployed_gate"] == deployed
+    shares = [row["verifier"]["negative"]["gate_open_share"] for row in sweep["gates"]]
+    windows = [row["verifier"]["negative"]["windows_per_hour"] for row in sweep["gates"]]
+    assert shares == sorted(shares, reverse=True) and windows == sorted(windows, reverse=True) and shares[0] > shares[2]
+    at_deployed = sweep["gates"][1]["verifier"]
+    assert at_deployed["negative"]["gate_open_share"] == pytest.approx(own_usage["negative"]["gate_open_share"])
+    table = "\n".join(gate_sweep_lines("ours", sweep, hours=2.0))
+    assert f"| {deployed:g} (the bundle's) |" in table and "one scoring pass with the gate at 0.05" in table
+
+
+def test_a_gate_sweep_needs_a_verifier(tiny, tmp_path):
+    alone = broken_copy(tiny, tmp_path, lambda manifest, folder: manifest.pop("verifier"))
+    with pytest.raises(ValueError, match="no verifier, so no gate to sweep"):
+        StreamingDetector(alone, scoring_gate=0.1)

@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         "then over N times the audio, at N times the scoring time (ours and references; pocketsphinx once) "
         "(default: %(default)s)",
     )  # fmt: skip
+    add(
+        "--gates", default=None, metavar="G1,G2,...",
+        help="for a two-stage bundle: also measure the detector with the verifier's gate at each of these levels of "
+        "the student's smoothed probability (0..1), from one scoring pass run at the lowest of them and the "
+        "bundle's own: FRR at 0.5 / 0.1 FA/h, mean FRR and how often the verifier runs, per gate (report.json "
+        "gate_sweep, a table in report.md). What the report says of the bundle itself stays at its own gate; "
+        "convert --verifier-gate sets another (default: no sweep)",
+    )  # fmt: skip
     add("--no-peer", action="store_true", help="skip pocketsphinx (default: run it)")
     add(
         "--peer-hours", type=float, default=None,
@@ -116,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add("--quiet", action="store_true", help="no progress bars (default: bars on a terminal)")
     return parser
+
+
+def gate_list(text: str | None) -> tuple[float, ...] | None:
+    """`--gates`: comma-separated levels in 0..1, sorted without repeats; () for none, None when malformed."""
+    if text is None:
+        return ()
+    try:
+        gates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        return None
+    return tuple(sorted(set(gates))) if gates and all(0.0 <= gate <= 1.0 for gate in gates) else None
 
 
 def held_out_variants(clips: ClipSet, split: str = "test") -> tuple[str, ...]:
@@ -177,8 +196,7 @@ def score_at_phase(detector, audio: np.ndarray, phase: int) -> ScoreTrack:
     delay = phase * detector.spec.hop_samples
     track = detector.score(np.concatenate([np.zeros(delay, np.float32), np.asarray(audio, np.float32)]))
     delay_s = delay / detector.spec.sample_rate
-    keep = track.times_s >= delay_s
-    return ScoreTrack(track.times_s[keep] - delay_s, track.scores[keep])
+    return track.shifted(track.times_s >= delay_s, delay_s)
 
 
 def phased(streams: list[Stream], phases: int) -> list[Stream]:
@@ -201,6 +219,24 @@ def detector_curve(detector, streams: list[Stream], tracks: list, hit_after: flo
     return sweep(positive, negative, thresholds, hit_after), positive, negative
 
 
+def gate_sweep(detector, streams: list[Stream], tracks: list, gates, hit_after: float) -> dict:
+    """The detector at each of `gates` from the same tracks (scored with the verifier's gate at or below all of
+    them): operating points, mean FRR and how often the verifier runs, per gate."""
+    rows = []
+    for gate in gates:
+        gated = [detector.at_gate(track, gate) for track in tracks]
+        curve, _, _ = detector_curve(detector, streams, gated, hit_after)
+        totals: dict = {}
+        for stream, track in zip(streams, tracks, strict=True):
+            total = totals.setdefault(stream.kind, {"seconds": 0.0, "windows": 0, "open_outputs": 0, "outputs": 0})
+            total["seconds"] += stream.seconds
+            for key, value in detector.usage_at_gate(track, gate).items():
+                total[key] += value
+        rows.append({"gate": gate, "operating_points": operating_points(curve), "mean_frr": mean_frr(curve),
+                     "verifier": verifier_usage(totals)})  # fmt: skip
+    return {"scored_with_gate": detector.verifier.gate, "deployed_gate": detector.deployed_gate, "gates": rows}
+
+
 def peer_subset(negatives: list[Stream], hours: float | None) -> list[Stream]:
     """Evenly spread negatives adding up to about `hours` (all when None)."""
     total = sum(s.seconds for s in negatives) / 3600
@@ -219,7 +255,7 @@ def clip_scores(clips: ClipSet, spec, score_one, split: str = "test") -> tuple[n
 
 def run(args) -> int:
     progress = not args.quiet
-    detector = make_detector(args.model, args.detector)
+    detector = make_detector(args.model, args.detector, min(args.gates) if args.gates else None)
     spec, keyword, manifest = detector.spec, detector.keyword, detector.manifest
     references = [CheckpointDetector(checkpoint, detector) for checkpoint in args.reference]  # fail before scoring
     clips = clipset_of(args, manifest)
@@ -238,6 +274,7 @@ def run(args) -> int:
     hit_after = spec.clip_seconds
 
     tracks, spent, verifier_ran = score_streams(detector, folder, streams, progress, phases=args.phases)
+    swept = gate_sweep(detector, scored, tracks, args.gates, hit_after) if args.gates else None
     curve, ours_pos, ours_neg = detector_curve(detector, scored, tracks, hit_after)
     clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()), args.split)
     audio_seconds = sum(s.seconds for s in streams)
@@ -254,6 +291,7 @@ def run(args) -> int:
             "rtf": spent / (audio_seconds * args.phases),
             "curve": curve.to_dict(),
             **({"verifier": verifier_ran} if verifier_ran else {}),
+            **({"gate_sweep": swept} if swept else {}),
         }
     }
     curves = {our_name: curve}
@@ -453,6 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference and args.detector != "streaming":
         problems.append("--reference is scored like the streaming detector; it needs --detector streaming")
     problems += [f"--reference {path} does not exist" for path in args.reference if not path.is_file()]
+    gates = gate_list(args.gates)
+    if gates is None:
+        problems.append(f"--gates must be comma-separated levels in 0..1 (e.g. 0.05,0.1,0.2), got {args.gates!r}")
+    args.gates = gates or ()
     if args.workers < 1 or (args.seed is not None and args.seed < 0):
         problems.append("--workers must be >= 1 and --seed >= 0")
     if problems:

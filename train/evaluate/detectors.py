@@ -22,10 +22,19 @@ from edge_runtime.manifest import Bundle, load_bundle
 
 @dataclass(frozen=True)
 class ScoreTrack:
-    """Keyword probability over time: `times_s` when each score is known (seconds from the stream start)."""
+    """Keyword probability over time: `times_s` when each score is known (seconds from the stream start). A
+    verified track also keeps `gate_values`, the student's smoothed probability that the gate compares, and
+    `verified`, the verifier's mean wherever the gate it was scored with was open (`StreamingDetector.at_gate`)."""
 
     times_s: np.ndarray
     scores: np.ndarray
+    gate_values: np.ndarray | None = None
+    verified: np.ndarray | None = None
+
+    def shifted(self, keep: np.ndarray, seconds: float) -> ScoreTrack:
+        """The outputs where `keep` holds, `seconds` earlier."""
+        extras = [None if values is None else values[keep] for values in (self.gate_values, self.verified)]
+        return ScoreTrack(self.times_s[keep] - seconds, self.scores[keep], *extras)
 
 
 class WindowDetector:
@@ -85,7 +94,10 @@ class StreamingDetector(_StreamingPostProcessing):
 
     name = "streaming"
 
-    def __init__(self, bundle: str | Path) -> None:
+    def __init__(self, bundle: str | Path, scoring_gate: float | None = None) -> None:
+        """`scoring_gate`: run the verifier wherever the student's smoothed probability reaches this (or the
+        bundle's gate, when that is lower), so that `at_gate` can give the track of any gate from there up
+        (`train.evaluate --gates`). `score` still returns the bundle's own detector, usage included."""
         from edge_runtime.stream_manifest import load_stream_bundle
 
         self.bundle = load_stream_bundle(bundle)
@@ -95,6 +107,13 @@ class StreamingDetector(_StreamingPostProcessing):
         self.refractory_seconds = self.bundle.detection.refractory_seconds
         self.smoothing_seconds = self.bundle.stream.smoothing_seconds
         self.verifier = self.bundle.verifier
+        if scoring_gate is not None:
+            if self.verifier is None:
+                raise ValueError(f"bundle {bundle} has no verifier, so no gate to sweep")
+            if not 0.0 <= scoring_gate <= 1.0:
+                raise ValueError(f"a gate must be in 0..1, got {scoring_gate}")
+            self.verifier = dataclasses.replace(self.verifier, gate=min(scoring_gate, self.verifier.gate))
+        self.deployed_gate = None if self.bundle.verifier is None else self.bundle.verifier.gate
         self.last_verifier_usage: dict | None = None  # how much the verifier ran in the last `score`
 
     def score(self, audio: np.ndarray) -> ScoreTrack:
@@ -113,10 +132,38 @@ class StreamingDetector(_StreamingPostProcessing):
         # The values do not depend on the threshold: one pass serves the whole sweep.
         policy = DetectionPolicy(1.0, self.refractory_seconds, self.smoothing_seconds)
         post = VerifiedPostProcessor(policy, self.output_period, self.verifier, self.bundle.stream.frames_per_step)
-        values = np.concatenate([post.values(s.times_s, s.scores, s.frames) for s in steps])
-        self.last_verifier_usage = {"windows": post.verifier.windows_scored, "open_outputs": post.gate_outputs,
-                                    "outputs": int(times.size)}  # fmt: skip
-        return ScoreTrack(times, values)
+        values, smoothed = (np.concatenate(parts) for parts in
+                            zip(*(post.values_and_gate(s.times_s, s.scores, s.frames) for s in steps), strict=True))
+        scored = ScoreTrack(times, values, smoothed, values)
+        if self.verifier.gate == self.deployed_gate:
+            self.last_verifier_usage = {"windows": post.verifier.windows_scored, "open_outputs": post.gate_outputs,
+                                        "outputs": int(times.size)}  # fmt: skip
+            return scored
+        # Scored with a lower gate for a sweep: what the bundle's own gate would have made and run.
+        self.last_verifier_usage = self.usage_at_gate(scored, self.deployed_gate)
+        return self.at_gate(scored, self.deployed_gate)
+
+    def at_gate(self, track: ScoreTrack, gate: float) -> ScoreTrack:
+        """The verified track as a bundle with its gate at `gate` makes it: the verifier's mean where the student's
+        smoothed probability reaches `gate`, else 0. Exact for any gate from the one `track` was scored with up:
+        the mean at an output does not depend on the gate, only whether it is asked for."""
+        if track.verified is None or not gate >= self.verifier.gate:
+            raise ValueError(f"a track scored with the gate at {self.verifier.gate} gives gates from there up, "
+                             f"not {gate}")  # fmt: skip
+        values = np.where(track.gate_values >= gate, track.verified, 0.0).astype(np.float32)
+        return ScoreTrack(track.times_s, values, track.gate_values, track.verified)
+
+    def usage_at_gate(self, track: ScoreTrack, gate: float) -> dict:
+        """`last_verifier_usage` of a bundle gated at `gate` on `track`'s stream: the outputs the gate is open for,
+        all outputs, and the verifier windows scored, each grid window within the span of an open output once (the
+        verifier keeps the scores it may be asked for again)."""
+        from edge_runtime.verifier import grid_window_ends
+
+        is_open = track.gate_values >= gate
+        span = round(self.smoothing_seconds * 1000.0 / self.spec.hop_ms)
+        lasts = self.spec.frame_ending_at(track.times_s[is_open])
+        windows = {g for last in lasts.tolist() for g in grid_window_ends(last, span, self.verifier.hop_frames)}
+        return {"windows": len(windows), "open_outputs": int(is_open.sum()), "outputs": int(track.times_s.size)}
 
     def decision_values(self, track: ScoreTrack) -> np.ndarray:
         return track.scores if self.verifier is not None else super().decision_values(track)
@@ -215,7 +262,12 @@ DETECTORS = {"window": WindowDetector, "streaming": StreamingDetector}
 DEFAULT_DETECTOR = "streaming"
 
 
-def make_detector(bundle: str | Path, kind: str = DEFAULT_DETECTOR):
+def make_detector(bundle: str | Path, kind: str = DEFAULT_DETECTOR, scoring_gate: float | None = None):
+    """The detector `kind` for `bundle`; `scoring_gate` (streaming only): see `StreamingDetector`."""
     if kind not in DETECTORS:
         raise ValueError(f"detector must be one of {sorted(DETECTORS)}, got {kind!r}")
-    return DETECTORS[kind](bundle)
+    if scoring_gate is None:
+        return DETECTORS[kind](bundle)
+    if kind != "streaming":
+        raise ValueError(f"only the streaming detector has a verifier's gate to sweep, not the {kind} detector")
+    return StreamingDetector(bundle, scoring_gate)

@@ -105,6 +105,28 @@ def _verifier_line(name: str, usage: dict) -> str:
     return f"{name}: the verifier ran only behind the open gate; " + "; ".join(runs) + "."
 
 
+def gate_sweep_lines(name: str, sweep: dict, hours: float) -> list[str]:
+    """The table of `train.evaluate --gates`: the detector at each gate of the verifier, and what it costs."""
+    lines = [
+        f"{name} with the verifier's gate at each level of the student's smoothed probability (one scoring pass "
+        f"with the gate at {sweep['scored_with_gate']:g}, so the RTF above counts the verifier's extra windows; "
+        f"the bundle's own gate is {sweep['deployed_gate']:g}):",
+        "",
+        "| gate | FRR at 0.5 FA/h | FRR at 0.1 FA/h | mean FRR at " + " / ".join(f"{r:g}" for r in MEAN_FRR_RATES)
+        + " FA/h | gate open on negatives | verifier windows an hour on negatives |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in sweep["gates"]:
+        points, negative = row["operating_points"], row["verifier"].get("negative", {})
+        mark = " (the bundle's)" if row["gate"] == sweep["deployed_gate"] else ""
+        lines.append(
+            f"| {row['gate']:g}{mark} | {_frr_cell(points['0.5'], hours, 0.5)} | {_frr_cell(points['0.1'], hours, 0.1)}"
+            f" | {_percent(row['mean_frr']['mean'])} | {100 * negative.get('gate_open_share', 0.0):.2f}% | "
+            f"{negative.get('windows_per_hour', 0.0):,.0f} |"
+        )
+    return lines
+
+
 def _threshold_origin(source: dict | None, streams_folder: str) -> str:
     if not source:
         return "set at conversion, on the val clips"
@@ -179,6 +201,8 @@ def markdown(report: dict) -> str:
     for name, system in report["systems"].items():
         if system.get("verifier"):
             lines += ["", _verifier_line(name, system["verifier"])]
+        if system.get("gate_sweep"):
+            lines += ["", *gate_sweep_lines(name, system["gate_sweep"], system["negative_hours"])]
     shipped = shipped_line(report)
     if shipped:
         lines += ["", shipped]
