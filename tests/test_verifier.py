@@ -361,8 +361,8 @@ def gated_copy(tiny, tmp_path: Path, gate: float) -> Path:
 
 
 def test_a_gate_sweep_from_one_lower_pass_is_each_gate_scored_on_its_own(tiny, tmp_path):
-    from train.evaluate.cli import gate_sweep, score_streams
-    from train.evaluate.report import gate_sweep_lines
+    from train.evaluate.cli import detector_curve, gate_sweep, score_streams
+    from train.evaluate.report import gate_sweep_lines, operating_points, write_report
     from train.evaluate.streams import stream_audio
 
     streams = chirp_streams(tmp_path)
@@ -395,6 +395,15 @@ def test_a_gate_sweep_from_one_lower_pass_is_each_gate_scored_on_its_own(tiny, t
     assert at_deployed["negative"]["gate_open_share"] == pytest.approx(own_usage["negative"]["gate_open_share"])
     table = "\n".join(gate_sweep_lines("ours", sweep, hours=2.0))
     assert f"| {deployed:g} (the bundle's) |" in table and "one scoring pass with the gate at 0.05" in table
+
+    curve, _, _ = detector_curve(sweeping, streams, tracks, SPEC.clip_seconds)
+    system = {"operating_points": operating_points(curve), "negative_hours": curve.negative_hours,
+              "clip_roc_auc": 1.0, "rtf": 0.001, "gate_sweep": sweep}  # fmt: skip
+    report = {"keyword": "chirp", "bundle": str(tiny["out"]), "detector": "streaming", "systems": {"ours": system},
+              "streams": {"positives": 3, "positive_hours": 0.01, "negative_hours": curve.negative_hours}}  # fmt: skip
+    paths = write_report(report, {"ours": curve}, tmp_path / "report")
+    assert paths["gates_plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(the bundle's) |" in paths["markdown"].read_text() and "](gates.png)" in paths["markdown"].read_text()
 
 
 def test_a_gate_sweep_needs_a_verifier(tiny, tmp_path):

@@ -202,7 +202,8 @@ def markdown(report: dict) -> str:
         if system.get("verifier"):
             lines += ["", _verifier_line(name, system["verifier"])]
         if system.get("gate_sweep"):
-            lines += ["", *gate_sweep_lines(name, system["gate_sweep"], system["negative_hours"])]
+            lines += ["", *gate_sweep_lines(name, system["gate_sweep"], system["negative_hours"]), "",
+                      "![FRR and verifier cost against the gate](gates.png)"]  # fmt: skip
     shipped = shipped_line(report)
     if shipped:
         lines += ["", shipped]
@@ -302,10 +303,49 @@ def plot(report: dict, curves: dict[str, Curve], path: Path) -> None:
     plt.close(figure)
 
 
+def plot_gate_sweep(sweep: dict, path: Path) -> None:
+    """What each verifier gate buys and costs: FRR at 0.5 FA/h and the mean FRR against the gate, and beside them
+    the verifier windows an hour on audio without the keyword (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sweep["gates"]
+    gates = [row["gate"] for row in rows]
+    at_half = [100 * p["frr"] if (p := row["operating_points"]["0.5"]) else np.nan for row in rows]
+    mean = [100 * row["mean_frr"]["mean"] for row in rows]
+    windows = [max(row["verifier"].get("negative", {}).get("windows_per_hour", 0.0), 1.0) for row in rows]
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    axes.plot(gates, at_half, "o-", label="FRR at 0.5 FA/h")
+    rates = " / ".join(f"{r:g}" for r in MEAN_FRR_RATES)
+    axes.plot(gates, mean, "s--", label=f"mean FRR at {rates} FA/h")
+    axes.axvline(sweep["deployed_gate"], color="grey", linewidth=0.6, linestyle=":", label="the bundle's gate")
+    axes.set_xlabel("gate: the student's smoothed probability that starts the verifier")
+    axes.set_ylabel("false rejects (%)")
+    axes.set_ylim(bottom=0)
+    axes.grid(True, linewidth=0.3)
+    cost = axes.twinx()
+    cost.plot(gates, windows, "^:", color="tab:red", label="verifier windows an hour (negatives)")
+    cost.set_yscale("log")
+    cost.set_ylabel("verifier windows an hour (negatives)", color="tab:red")
+    lines, labels = axes.get_legend_handles_labels()
+    more, more_labels = cost.get_legend_handles_labels()
+    axes.legend(lines + more, labels + more_labels, fontsize=8)
+    axes.set_title("The verifier's gate: misses against cost")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
 def write_report(report: dict, curves: dict[str, Curve], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "det.png"}
     paths["json"].write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown(report), encoding="utf-8")
     plot(report, curves, paths["plot"])
+    sweeps = [system["gate_sweep"] for system in report["systems"].values() if system.get("gate_sweep")]
+    if sweeps:
+        paths["gates_plot"] = out / "gates.png"
+        plot_gate_sweep(sweeps[0], paths["gates_plot"])
     return paths
