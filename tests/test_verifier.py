@@ -364,6 +364,7 @@ def test_a_gate_sweep_from_one_lower_pass_is_each_gate_scored_on_its_own(tiny, t
     from train.evaluate.cli import detector_curve, gate_sweep, score_streams
     from train.evaluate.report import gate_sweep_lines, operating_points, write_report
     from train.evaluate.streams import stream_audio
+    from train.metrics import roc_auc
 
     streams = chirp_streams(tmp_path)
     deployed = DEFAULT_VERIFIER_GATE
@@ -385,7 +386,13 @@ def test_a_gate_sweep_from_one_lower_pass_is_each_gate_scored_on_its_own(tiny, t
     with pytest.raises(ValueError, match="gates from there up"):
         sweeping.at_gate(tracks[0], 0.01)
 
-    sweep = gate_sweep(sweeping, streams, tracks, (0.05, deployed, 0.5), hit_after=SPEC.clip_seconds)
+    # Clips: the first seconds of each stream, the keyword's and the other's; at each gate their peaks' ROC AUC.
+    clip_audio = [stream_audio(tmp_path, s)[start : start + 2 * RATE] for s in streams for start in (0, 3 * RATE)]
+    labels = np.array([True, True, False, False])
+    clip_tracks = [sweeping.score(audio) for audio in clip_audio]
+    sweep = gate_sweep(sweeping, streams, tracks, (0.05, deployed, 0.5), SPEC.clip_seconds, (clip_tracks, labels))
+    own_peaks = [float(StreamingDetector(tiny["out"]).score(audio).scores.max()) for audio in clip_audio]
+    assert sweep["gates"][1]["clip_roc_auc"] == pytest.approx(roc_auc(np.array(own_peaks), labels))
     assert [row["gate"] for row in sweep["gates"]] == [0.05, deployed, 0.5]
     assert sweep["scored_with_gate"] == 0.05 and sweep["deployed_gate"] == deployed
     shares = [row["verifier"]["negative"]["gate_open_share"] for row in sweep["gates"]]

@@ -219,9 +219,10 @@ def detector_curve(detector, streams: list[Stream], tracks: list, hit_after: flo
     return sweep(positive, negative, thresholds, hit_after), positive, negative
 
 
-def gate_sweep(detector, streams: list[Stream], tracks: list, gates, hit_after: float) -> dict:
+def gate_sweep(detector, streams: list[Stream], tracks: list, gates, hit_after: float, clips=None) -> dict:
     """The detector at each of `gates` from the same tracks (scored with the verifier's gate at or below all of
-    them): operating points, mean FRR and how often the verifier runs, per gate."""
+    them): operating points, mean FRR and how often the verifier runs, per gate; with `clips` (the clips' tracks
+    and labels) their ROC AUC too."""
     rows = []
     for gate in gates:
         gated = [detector.at_gate(track, gate) for track in tracks]
@@ -234,6 +235,9 @@ def gate_sweep(detector, streams: list[Stream], tracks: list, gates, hit_after: 
                 total[key] += value
         rows.append({"gate": gate, "operating_points": operating_points(curve), "mean_frr": mean_frr(curve),
                      "verifier": verifier_usage(totals)})  # fmt: skip
+        if clips is not None:
+            clip_tracks, labels = clips
+            rows[-1]["clip_roc_auc"] = roc_auc(np.array([peak(detector.at_gate(t, gate)) for t in clip_tracks]), labels)
     return {"scored_with_gate": detector.verifier.gate, "deployed_gate": detector.deployed_gate, "gates": rows}
 
 
@@ -246,11 +250,18 @@ def peer_subset(negatives: list[Stream], hours: float | None) -> list[Stream]:
     return [negatives[i] for i in np.unique(np.linspace(0, len(negatives) - 1, count).round().astype(int))]
 
 
-def clip_scores(clips: ClipSet, spec, score_one, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+def clip_scores(clips: ClipSet, spec, score_one, split: str = "test") -> tuple[np.ndarray | list, np.ndarray]:
+    """`score_one` of each of the split's clips (centred in a 1 s window), as an array of numbers or, where it
+    returns tracks, a list; and which clips hold the keyword."""
     augmenter = Augmenter(spec, [], np.random.default_rng(0))
     indices = clips.indices(split)
-    scores = np.array([score_one(augmenter.centered_window(clips.utterance(i))) for i in indices])
-    return scores, clips.labels[indices] == 1
+    scores = [score_one(augmenter.centered_window(clips.utterance(i))) for i in indices]
+    return (scores if scores and isinstance(scores[0], ScoreTrack) else np.array(scores)), clips.labels[indices] == 1
+
+
+def peak(track: ScoreTrack) -> float:
+    """A clip's score: the highest value its track reaches."""
+    return float(track.scores.max())
 
 
 def run(args) -> int:
@@ -274,9 +285,11 @@ def run(args) -> int:
     hit_after = spec.clip_seconds
 
     tracks, spent, verifier_ran = score_streams(detector, folder, streams, progress, phases=args.phases)
-    swept = gate_sweep(detector, scored, tracks, args.gates, hit_after) if args.gates else None
     curve, ours_pos, ours_neg = detector_curve(detector, scored, tracks, hit_after)
-    clip_our, clip_labels = clip_scores(clips, spec, lambda w: float(detector.score(w).scores.max()), args.split)
+    clip_tracks, clip_labels = clip_scores(clips, spec, detector.score, args.split)
+    clip_our = np.array([peak(track) for track in clip_tracks])
+    clips_scored = (clip_tracks, clip_labels)
+    swept = gate_sweep(detector, scored, tracks, args.gates, hit_after, clips_scored) if args.gates else None
     audio_seconds = sum(s.seconds for s in streams)
     verifier = getattr(detector, "verifier", None)
     verified = f", verified by {verifier.architecture}" if verifier is not None else ""

@@ -113,15 +113,17 @@ def gate_sweep_lines(name: str, sweep: dict, hours: float) -> list[str]:
         f"the bundle's own gate is {sweep['deployed_gate']:g}):",
         "",
         "| gate | FRR at 0.5 FA/h | FRR at 0.1 FA/h | mean FRR at " + " / ".join(f"{r:g}" for r in MEAN_FRR_RATES)
-        + " FA/h | gate open on negatives | verifier windows an hour on negatives |",
-        "| --- | --- | --- | --- | --- | --- |",
+        + " FA/h | clip ROC AUC | gate open on negatives | verifier windows an hour on negatives |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in sweep["gates"]:
         points, negative = row["operating_points"], row["verifier"].get("negative", {})
         mark = " (the bundle's)" if row["gate"] == sweep["deployed_gate"] else ""
         lines.append(
             f"| {row['gate']:g}{mark} | {_frr_cell(points['0.5'], hours, 0.5)} | {_frr_cell(points['0.1'], hours, 0.1)}"
-            f" | {_percent(row['mean_frr']['mean'])} | {100 * negative.get('gate_open_share', 0.0):.2f}% | "
+            f" | {_percent(row['mean_frr']['mean'])} | "
+            + (f"{row['clip_roc_auc']:.4f}" if row.get("clip_roc_auc") is not None else "n/a")
+            + f" | {100 * negative.get('gate_open_share', 0.0):.2f}% | "
             f"{negative.get('windows_per_hour', 0.0):,.0f} |"
         )
     return lines
