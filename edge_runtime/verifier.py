@@ -18,7 +18,7 @@ the gate open 0.4% of the time on speech without the keyword.
 The verifier reads the frames the stream already computed (its feature contract must equal the bundle's, checked
 on load), silence before the stream's start, and scores each grid window once (`Verifier` keeps its scores while
 they can still be needed). The manifest section names the folder, the gate, the grid hop in seconds and the
-threshold for the verifier's mean: `"verifier": {"folder": "verifier", "gate": 0.2, "hop_seconds": 0.1,
+threshold for the verifier's mean: `"verifier": {"folder": "verifier", "gate": 0.15, "hop_seconds": 0.1,
 "threshold": 0.63}`. `detection.threshold` stays the student's own, for what scores the student alone (the window
 scan of `detect`, the server).
 """
