@@ -171,7 +171,7 @@ help:
 	@echo "  VERIFIER_TEACHERS=$(VERIFIER_TEACHERS)   teachers (seeds SEED, SEED+1, ...) whose mean logit verifies detections (1: the teacher alone)"
 	@echo "  VERIFIER_SIZE=$(VERIFIER_SIZE)   synthetic data scale the verifier's teachers train on (SIZE: the student's data)"
 	@echo "  VERIFIER_CONFIG=$(VERIFIER_CONFIG)   the verifier's teachers' size, a JSON object of TEACHER settings (empty: its defaults)"
-	@echo "  VERIFIER_GATE=$(VERIFIER_GATE)   streaming probability at which the verifier starts scoring (empty: convert's default)"
+	@echo "  VERIFIER_GATE=$(VERIFIER_GATE)   streaming probability at which the verifier starts scoring (empty: convert's default, 0.15)"
 	@echo "  FA_WEIGHT=$(FA_WEIGHT)   weight of non-keyword windows in the training loss (> 1: false accepts cost more)"
 	@echo "  SELECT_ON=$(SELECT_ON)   what picks the student's epoch: windows (val AUC) | streams (FRR on long val audio) | auto"
 	@echo "  SELECT_FA=$(SELECT_FA)   with SELECT_ON=streams: false accepts per hour whose FRRs are averaged"

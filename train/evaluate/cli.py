@@ -108,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--gates", default=None, metavar="G1,G2,...",
         help="for a two-stage bundle: also measure the detector with the verifier's gate at each of these levels of "
         "the student's smoothed probability (0..1), from one scoring pass run at the lowest of them and the "
-        "bundle's own: FRR at 0.5 / 0.1 FA/h, mean FRR and how often the verifier runs, per gate (report.json "
-        "gate_sweep, a table in report.md). What the report says of the bundle itself stays at its own gate; "
+        "bundle's own: FRR at 0.5 / 0.1 FA/h, mean FRR, clip ROC AUC and how often the verifier runs, per gate "
+        "(report.json gate_sweep, a table in report.md, gates.png). What the report says of the bundle itself "
+        "stays at its own gate; "
         "convert --verifier-gate sets another (default: no sweep)",
     )  # fmt: skip
     add("--no-peer", action="store_true", help="skip pocketsphinx (default: run it)")
