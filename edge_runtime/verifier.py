@@ -142,6 +142,12 @@ class Verifier:
         return float(np.mean([self.window_score(g) for g in grid])) if len(grid) else 0.0
 
 
+def smoothing_span_frames(smoothing_seconds: float, spec: FeatureSpec) -> int:
+    """Feature frames in the smoothing span: the verified value of an output is the mean over the grid windows
+    ending within this many frames of it."""
+    return round(smoothing_seconds * 1000.0 / spec.hop_ms)
+
+
 def grid_window_ends(last: int, span_frames: int, hop_frames: int) -> range:
     """The last frames of the verifier's grid windows (multiples of `hop_frames`) within the `span_frames` frames
     ending at frame `last`: the windows whose mean is the verified value of an output ending there."""
@@ -162,7 +168,7 @@ class VerifiedPostProcessor(PostProcessor):
     ) -> None:
         super().__init__(policy, output_period_s)
         self.entry, self.gate, self.spec = entry, entry.gate, entry.bundle.feature_spec
-        self.span_frames = round(policy.smoothing_seconds * 1000.0 / self.spec.hop_ms)
+        self.span_frames = smoothing_span_frames(policy.smoothing_seconds, self.spec)
         # Enough for the oldest output of a step (up to a step and a stride older than its newest frame).
         self.keep_frames = self.spec.frames_per_clip + self.span_frames + 2 * frames_per_step
         self.verifier = Verifier(entry, self.span_frames, self.keep_frames)

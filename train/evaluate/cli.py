@@ -110,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the student's smoothed probability (0..1), from one scoring pass run at the lowest of them and the "
         "bundle's own: FRR at 0.5 / 0.1 FA/h, mean FRR, clip ROC AUC and how often the verifier runs, per gate "
         "(report.json gate_sweep, a table in report.md, gates.png). What the report says of the bundle itself "
-        "stays at its own gate; "
-        "convert --verifier-gate sets another (default: no sweep)",
+        "stays at its own gate; convert --verifier-gate sets another (default: no sweep)",
     )  # fmt: skip
     add("--no-peer", action="store_true", help="skip pocketsphinx (default: run it)")
     add(
@@ -170,11 +169,16 @@ def score_streams(
             spent += time.perf_counter() - started
             ran = getattr(detector, "last_verifier_usage", None)
             if ran is not None:
-                total = usage.setdefault(stream.kind, {"seconds": 0.0, "windows": 0, "open_outputs": 0, "outputs": 0})
-                total["seconds"] += stream.seconds
-                for key, value in ran.items():
-                    total[key] += value
+                add_usage(usage, stream, ran)
     return tracks, spent, (verifier_usage(usage) if usage else None)
+
+
+def add_usage(totals: dict, stream: Stream, ran: dict) -> None:
+    """Add one scoring of `stream` (a detector's `last_verifier_usage`) to the totals per kind of stream."""
+    total = totals.setdefault(stream.kind, {"seconds": 0.0, "windows": 0, "open_outputs": 0, "outputs": 0})
+    total["seconds"] += stream.seconds
+    for key, value in ran.items():
+        total[key] += value
 
 
 def verifier_usage(totals: dict) -> dict:
@@ -230,10 +234,7 @@ def gate_sweep(detector, streams: list[Stream], tracks: list, gates, hit_after: 
         curve, _, _ = detector_curve(detector, streams, gated, hit_after)
         totals: dict = {}
         for stream, track in zip(streams, tracks, strict=True):
-            total = totals.setdefault(stream.kind, {"seconds": 0.0, "windows": 0, "open_outputs": 0, "outputs": 0})
-            total["seconds"] += stream.seconds
-            for key, value in detector.usage_at_gate(track, gate).items():
-                total[key] += value
+            add_usage(totals, stream, detector.usage_at_gate(track, gate))
         rows.append({"gate": gate, "operating_points": operating_points(curve), "mean_frr": mean_frr(curve),
                      "verifier": verifier_usage(totals)})  # fmt: skip
         if clips is not None:

@@ -157,10 +157,10 @@ class StreamingDetector(_StreamingPostProcessing):
         """`last_verifier_usage` of a bundle gated at `gate` on `track`'s stream: the outputs the gate is open for,
         all outputs, and the verifier windows scored, each grid window within the span of an open output once (the
         verifier keeps the scores it may be asked for again)."""
-        from edge_runtime.verifier import grid_window_ends
+        from edge_runtime.verifier import grid_window_ends, smoothing_span_frames
 
         is_open = track.gate_values >= gate
-        span = round(self.smoothing_seconds * 1000.0 / self.spec.hop_ms)
+        span = smoothing_span_frames(self.smoothing_seconds, self.spec)
         lasts = self.spec.frame_ending_at(track.times_s[is_open])
         windows = {g for last in lasts.tolist() for g in grid_window_ends(last, span, self.verifier.hop_frames)}
         return {"windows": len(windows), "open_outputs": int(is_open.sum()), "outputs": int(track.times_s.size)}
